@@ -1,0 +1,194 @@
+"""The `vallum` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from vallum.errors import VallumError
+
+EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except VallumError as exc:
+        print(f"vallum: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("vallum: interrupted; output written so far is kept", file=sys.stderr)
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vallum", description="Runtime security for LLM applications.")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    scan = commands.add_parser(
+        "scan",
+        help="scan a text, standard input, or a JSON-lines file",
+        description="Scan TEXT (or '-' for standard input) and print the verdict as JSON; exit 1 when "
+        'the verdict is block. With --input/--output, scan a JSON-lines file of {"text", "source"} rows.',
+    )
+    scan.add_argument("text", nargs="?", help="text to scan, or '-' to read standard input")
+    scan.add_argument("--source", default="user", help="where the text comes from (default: user)")
+    scan.add_argument("--input", type=Path, help="JSON-lines file to scan ('-' for standard input)")
+    scan.add_argument(
+        "--output", type=Path, help="JSON-lines file for the verdicts ('-' for standard output)"
+    )
+    scan.add_argument("--policy", type=Path, help="policy YAML file (default: the built-in policy)")
+    scan.add_argument(
+        "--skip-invalid", action="store_true", help="exit 0 even when some input lines are invalid"
+    )
+    scan.add_argument("--batch-size", type=int, default=64, help="rows scanned together (default: 64)")
+    scan.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    scan.set_defaults(run=_scan)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure detection quality on a labelled JSON-lines file",
+        description='Rows are {"text", "label": 0|1, "category", "source"?}. Prints recall, '
+        "false-positive rate, AUC and TPR at 1%% FPR per category.",
+    )
+    evaluate.add_argument("labelled", type=Path)
+    evaluate.add_argument("--policy", type=Path)
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.set_defaults(run=_eval)
+    return parser
+
+
+def _version() -> str:
+    from vallum import __version__
+
+    return f"vallum {__version__}"
+
+
+def _guard(policy: Path | None) -> Any:
+    from vallum.core.guard import Guard
+
+    return Guard(policy)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    if args.input is not None or args.output is not None:
+        if args.text is not None:
+            raise _usage("give either TEXT or --input/--output, not both")
+        if args.input is None or args.output is None:
+            raise _usage("--input and --output go together")
+        return _scan_file(args)
+    if args.text is None:
+        raise _usage("nothing to scan: give TEXT, '-' for standard input, or --input/--output")
+    from vallum.batch import read_text_arg
+
+    text = read_text_arg(args.text, sys.stdin.buffer)
+    verdict = _guard(args.policy).scan(text, args.source)
+    print(json.dumps(verdict.to_dict(), ensure_ascii=False, indent=2))
+    return EXIT_BLOCKED if verdict.blocked else EXIT_OK
+
+
+def _scan_file(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from vallum.batch import read_rows, scan_stream
+
+    guard = _guard(args.policy)
+    with ExitStack() as stack:
+        if str(args.input) == "-":
+            source = sys.stdin.buffer
+            total = None
+        else:
+            try:
+                source = stack.enter_context(args.input.open("rb"))
+            except OSError as exc:
+                raise _usage(f"cannot read {args.input}: {exc.strerror}") from exc
+            total = args.input.stat().st_size
+        if str(args.output) == "-":
+            out = sys.stdout
+        else:
+            try:
+                out = stack.enter_context(args.output.open("w", encoding="utf-8"))
+            except OSError as exc:
+                raise _usage(f"cannot write {args.output}: {exc.strerror}") from exc
+        progress = None
+        if not args.no_progress and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            progress = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc="scanning"))
+        report = scan_stream(
+            guard,
+            read_rows(source),
+            out,
+            batch_size=max(1, args.batch_size),
+            on_progress=progress.update if progress is not None else None,
+        )
+    for problem in report.invalid:
+        print(f"vallum: {args.input}: {problem}", file=sys.stderr)
+    summary = ", ".join(f"{n} {a}" for a, n in sorted(report.actions.items())) or "nothing"
+    print(
+        f"vallum: scanned {report.scanned} of {report.rows} rows ({summary}); {len(report.invalid)} invalid",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE if report.invalid and not args.skip_invalid else EXIT_OK
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vallum.batch import read_rows
+    from vallum.core.types import Message
+    from vallum.evaluation import category_of, quality
+
+    guard = _guard(args.policy)
+    try:
+        stream = args.labelled.open("rb")
+    except OSError as exc:
+        raise _usage(f"cannot read {args.labelled}: {exc.strerror}") from exc
+    messages: list[tuple[str, int, Message]] = []
+    with stream:
+        for row, _ in read_rows(stream):
+            label = row.record.get("label")
+            if row.message is None or label not in (0, 1):
+                problem = row.error or "field 'label' must be 0 or 1"
+                print(f"vallum: {args.labelled}: line {row.line}: {problem}", file=sys.stderr)
+                continue
+            messages.append((category_of(row.record), 1 if label == 1 else 0, row.message))
+    if not messages:
+        raise _usage(f"{args.labelled} has no valid labelled rows")
+    verdicts = guard.scan_batch([m for _, _, m in messages])
+    categories = sorted({c for c, label, _ in messages if label == 1}) or ["injection"]
+    results = []
+    for category in categories:
+        ys, scores, flagged = [], [], []
+        for (row_category, label, _), verdict in zip(messages, verdicts, strict=True):
+            if label == 1 and row_category != category:
+                continue  # a positive for another category is neither positive nor negative here
+            ys.append(label)
+            scores.append(verdict.scores.get(category, 0.0))
+            flagged.append(category in verdict.categories)
+        results.append(quality(category, ys, scores, flagged))
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        print(f"{'category':<12} {'pos':>6} {'neg':>6} {'recall':>8} {'FPR':>8} {'AUC':>7} {'TPR@1%FPR':>10}")
+        for r in results:
+            print(
+                f"{r.category:<12} {r.positives:>6} {r.negatives:>6} {r.recall:>8.3f} "
+                f"{r.false_positive_rate:>8.3f} {r.auc:>7.3f} {r.tpr_at_1pct_fpr:>10.3f}"
+            )
+    return EXIT_OK
+
+
+class _UsageError(VallumError):
+    """A command line that asks for something impossible."""
+
+
+def _usage(message: str) -> VallumError:
+    return _UsageError(message)

@@ -1,0 +1,1 @@
+"""Types, the Guard pipeline, scoring and policy."""

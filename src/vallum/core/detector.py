@@ -1,0 +1,70 @@
+"""The tiny interface every detector implements, and the registry that finds them by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from vallum.core.types import Finding, Source
+from vallum.errors import DetectorError
+from vallum.text.normalize import NormalizedText
+
+ENTRY_POINT_GROUP = "vallum.detectors"
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A detector reads normalised text and reports findings; it knows nothing of HTTP, storage or policy."""
+
+    name: ClassVar[str]
+    categories: ClassVar[tuple[str, ...]]
+    sources: ClassVar[frozenset[Source]]
+
+    def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]: ...
+
+
+class BatchDetector(Detector, Protocol):
+    """A detector that amortises work over many texts (one matrix product instead of many)."""
+
+    def detect_batch(
+        self, texts: Sequence[NormalizedText], sources: Sequence[Source], paranoia: int
+    ) -> list[list[Finding]]: ...
+
+
+@runtime_checkable
+class CascadeStage(Detector, Protocol):
+    """A slower, stronger detector that runs only where the fast ones are unsure, and there decides.
+
+    The Guard runs it for texts whose score in one of its categories lies in `band` (low inclusive,
+    high exclusive) after the fast detectors, and drops the findings of the detectors named in
+    `overrides` for those texts: the big model's opinion replaces the small one's instead of adding to it.
+    """
+
+    band: tuple[float, float]
+    overrides: frozenset[str]
+
+
+ALL_SOURCES = frozenset(Source)
+
+
+def available_detectors() -> dict[str, type[Detector]]:
+    """Every detector class installed under the `vallum.detectors` entry-point group, by name."""
+    found: dict[str, type[Detector]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # a broken plugin must name itself, not crash the import
+            raise DetectorError(f"detector plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+    return found
+
+
+def create_detector(name: str, options: Mapping[str, Any] | None = None) -> Detector:
+    classes = available_detectors()
+    if name not in classes:
+        known = ", ".join(sorted(classes)) or "none"
+        raise DetectorError(f"unknown detector {name!r}; installed detectors: {known}")
+    try:
+        return classes[name](**dict(options or {}))
+    except TypeError as exc:
+        raise DetectorError(f"detector {name!r} rejected its options {dict(options or {})}: {exc}") from exc

@@ -1,0 +1,210 @@
+"""The Guard: one pipeline that every entry point (library, CLI, gateway, agents, red team) calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vallum.core.detector import CascadeStage, Detector, create_detector
+from vallum.core.policy import Policy
+from vallum.core.scoring import category_scores, decide
+from vallum.core.types import Action, Finding, Message, Severity, Source, Span, Verdict
+from vallum.text.normalize import NormalizedText, normalize
+
+log = logging.getLogger(__name__)
+
+# Texts longer than this are scanned on a worker thread by `ascan`, so the event loop stays responsive.
+_OFFLOAD_CHARS = 32_768
+GUARD_CATEGORY = "guard"
+
+Scannable = str | Message
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One text on its way through the detectors of a batch."""
+
+    index: int
+    message: Message
+    text: NormalizedText
+    findings: list[Finding]
+
+
+class Guard:
+    """Runs the detectors a policy enables over a text and decides allow / flag / redact / block."""
+
+    def __init__(
+        self,
+        policy: Policy | str | Path | None = None,
+        *,
+        detectors: Sequence[Detector] | None = None,
+    ) -> None:
+        if policy is None:
+            policy = Policy()
+        elif not isinstance(policy, Policy):
+            policy = Policy.from_file(policy)
+        self.policy = policy
+        if detectors is None:
+            detectors = [
+                create_detector(name, cfg.options) for name, cfg in policy.detectors.items() if cfg.enabled
+            ]
+        self.detectors: tuple[Detector, ...] = tuple(detectors)
+        self._stages = tuple(d for d in self.detectors if isinstance(d, CascadeStage))
+        self._fast = tuple(d for d in self.detectors if not isinstance(d, CascadeStage))
+        self._categories = tuple(
+            dict.fromkeys(
+                [c for c, rule in policy.categories.items() if rule.enabled]
+                + [c for d in self.detectors for c in d.categories]
+            )
+        )
+
+    def scan(self, item: Scannable, source: Source | str = Source.USER) -> Verdict:
+        message = _as_message(item, source)
+        return self.scan_batch([message])[0]
+
+    async def ascan(self, item: Scannable, source: Source | str = Source.USER) -> Verdict:
+        message = _as_message(item, source)
+        if len(message.text) > _OFFLOAD_CHARS:
+            return await asyncio.to_thread(self.scan, message)
+        return self.scan(message)
+
+    def scan_batch(self, items: Iterable[Scannable], source: Source | str = Source.USER) -> list[Verdict]:
+        """Scan many texts at once; detectors that support batches score them in one vectorised pass."""
+        messages = [_as_message(item, source) for item in items]
+        verdicts: list[Verdict | None] = [None] * len(messages)
+        pending: list[_Pending] = []
+        for i, message in enumerate(messages):
+            if not self.policy.source_enabled(message.source) or not message.text.strip():
+                verdicts[i] = self._verdict(message, [])
+                continue
+            text, limit_findings = self._apply_limits(message.text)
+            if limit_findings and self.policy.limits.oversize == "block":
+                verdicts[i] = self._verdict(message, limit_findings)
+                continue
+            pending.append(_Pending(i, message, normalize(text), limit_findings))
+
+        for paranoia in sorted({self.policy.paranoia_for(p.message.source) for p in pending}):
+            group = [p for p in pending if self.policy.paranoia_for(p.message.source) == paranoia]
+            for detector in self._fast:
+                self._run(detector, group, paranoia)
+            for stage in self._stages:
+                self._run_stage(stage, group, paranoia)
+
+        for p in pending:
+            verdicts[p.index] = self._verdict(p.message, p.findings)
+        return [v for v in verdicts if v is not None]
+
+    def _run_stage(self, stage: CascadeStage, group: list[_Pending], paranoia: int) -> None:
+        """Run a slow detector only where the fast ones left a category score inside its band; there it decides."""
+        low, high = stage.band
+        unsure = []
+        for p in group:
+            scores = category_scores(p.findings, stage.categories)
+            if any(low <= scores[c] < high for c in stage.categories):
+                unsure.append(p)
+        if not unsure:
+            return
+        for p in unsure:
+            p.findings = [f for f in p.findings if f.detector not in stage.overrides]
+        self._run(stage, unsure, paranoia)
+
+    def _run(self, detector: Detector, group: list[_Pending], paranoia: int) -> None:
+        served = [p for p in group if p.message.source in detector.sources]
+        if not served:
+            return
+        texts = [p.text for p in served]
+        sources = [p.message.source for p in served]
+        try:
+            batch = getattr(detector, "detect_batch", None)
+            if batch is not None and len(served) > 1:
+                results = batch(texts, sources, paranoia)
+            else:
+                results = [detector.detect(t, s, paranoia) for t, s in zip(texts, sources, strict=True)]
+        except Exception as exc:
+            # A failing detector must not take the application down; policy says which way to fail.
+            log.exception("detector %s failed", detector.name)
+            error = _detector_error(detector.name, exc, self.policy.fail_mode == "closed")
+            results = [[error] for _ in served]
+        for p, found in zip(served, results, strict=True):
+            p.findings.extend(found)
+
+    def _apply_limits(self, text: str) -> tuple[str, list[Finding]]:
+        limit = self.policy.limits.max_chars
+        if len(text) <= limit:
+            return text, []
+        blocking = self.policy.limits.oversize == "block"
+        finding = Finding(
+            detector="guard",
+            category=GUARD_CATEGORY,
+            severity=Severity.CRITICAL if blocking else Severity.NOTICE,
+            score=1.0 if blocking else 0.0,
+            span=Span(limit, len(text)),
+            evidence=f"text has {len(text)} characters; policy limits.max_chars is {limit}",
+            subtype="oversize",
+        )
+        return text[:limit], [finding]
+
+    def _verdict(self, message: Message, findings: list[Finding]) -> Verdict:
+        scores = category_scores(findings, self._categories)
+        action, drivers = decide(scores, self.policy, message.source)
+        if GUARD_CATEGORY in scores:
+            # Guard findings (oversize input, failed detectors) are decided by limits and fail_mode alone.
+            guard_score = scores.pop(GUARD_CATEGORY)
+            if guard_score >= 1.0:
+                action, drivers = Action.BLOCK, (GUARD_CATEGORY,)
+        redacted = _redact(message.text, findings, drivers) if action is Action.REDACT else None
+        ordered = tuple(sorted(findings, key=lambda f: (-f.score, f.span.start if f.span else -1)))
+        return Verdict(
+            action=action,
+            scores=scores,
+            categories=drivers,
+            findings=ordered,
+            policy_version=self.policy.label,
+            redacted_text=redacted,
+            source=message.source,
+        )
+
+
+def _as_message(item: Scannable, source: Source | str) -> Message:
+    if isinstance(item, Message):
+        return item
+    if not isinstance(item, str):
+        raise TypeError(f"scan() takes a str or Message, not {type(item).__name__}")
+    return Message(item, source=Source(source))
+
+
+def _detector_error(name: str, exc: Exception, fail_closed: bool) -> Finding:
+    return Finding(
+        detector=name,
+        category=GUARD_CATEGORY,
+        severity=Severity.CRITICAL,
+        score=1.0 if fail_closed else 0.0,
+        evidence=f"{type(exc).__name__}: {exc}"[:200],
+        subtype="detector_error",
+    )
+
+
+def _redact(text: str, findings: list[Finding], categories: tuple[str, ...]) -> str:
+    spans = sorted(
+        (f.span.start, f.span.end, f.category)
+        for f in findings
+        if f.category in categories and f.span is not None and f.span.end > f.span.start
+    )
+    merged: list[tuple[int, int, str]] = []
+    for start, end, category in spans:
+        if merged and start <= merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], end), last[2])
+        else:
+            merged.append((start, end, category))
+    pieces: list[str] = []
+    cursor = 0
+    for start, end, category in merged:
+        pieces.append(text[cursor:start])
+        pieces.append(f"[REDACTED:{category}]")
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)

@@ -1,0 +1,94 @@
+"""Signature detector: injection and jailbreak rules (data) matched in one RE2 pass per view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from vallum.core.detector import ALL_SOURCES
+from vallum.core.types import Finding, Source
+from vallum.detectors.patternset import DEFAULT_MAX_MEM, PatternSet
+from vallum.detectors.rules import Rule, bundled_rule_path, load_rules
+from vallum.text.normalize import NormalizedText
+
+MAX_EVIDENCE_CHARS = 160
+PARANOIA_LEVELS = (1, 2, 3, 4)
+
+
+class _LevelMatcher:
+    """Every pattern of the rules enabled at one paranoia level, in one set."""
+
+    def __init__(self, rules: Sequence[Rule], max_mem: int) -> None:
+        self.rule_of_pattern: list[Rule] = []
+        patterns: list[str] = []
+        for rule in rules:
+            for pattern in rule.patterns:
+                patterns.append(pattern)
+                self.rule_of_pattern.append(rule)
+        self.patterns = PatternSet(patterns, max_mem=max_mem)
+
+
+class InjectionSignatures:
+    """Flags known injection, jailbreak, extraction and exfiltration phrasings, in many languages.
+
+    Each view of the text (canonical, despaced, de-leeted, decoded ...) is scanned once by a single
+    RE2 set; only the rules that hit are searched again for their span, which maps back to the original.
+    One finding per rule: the first view (in normaliser order) that hits gives the span.
+    """
+
+    name: ClassVar[str] = "injection_signatures"
+    categories: ClassVar[tuple[str, ...]] = ("injection",)
+    sources: ClassVar[frozenset[Source]] = ALL_SOURCES
+
+    def __init__(
+        self,
+        rule_files: Sequence[str | Path] | None = None,
+        max_mem: int = DEFAULT_MAX_MEM,
+    ) -> None:
+        paths = list(rule_files) if rule_files is not None else [bundled_rule_path("injection")]
+        self.rules = load_rules(paths)
+        self._levels = {
+            level: _LevelMatcher([r for r in self.rules if r.paranoia <= level], max_mem)
+            for level in PARANOIA_LEVELS
+        }
+
+    def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]:
+        matcher = self._levels[min(max(paranoia, 1), PARANOIA_LEVELS[-1])]
+        findings: list[Finding] = []
+        reported: set[str] = set()
+        scanned: set[str] = set()
+        for view in text.views:
+            if view.text in scanned:
+                continue
+            scanned.add(view.text)
+            data = view.text.encode("utf-8")
+            for index in matcher.patterns.matching(data):
+                rule = matcher.rule_of_pattern[index]
+                if rule.id in reported or not rule.applies_to(source):
+                    continue
+                found = matcher.patterns.span(index, view.text, data)
+                if found is None:
+                    continue
+                start, end = found
+                reported.add(rule.id)
+                findings.append(
+                    Finding(
+                        detector=self.name,
+                        category="injection",
+                        severity=rule.severity_level,
+                        score=rule.score,
+                        span=view.span(start, end),
+                        evidence=_evidence(view.text[start:end]),
+                        subtype=rule.subtype,
+                        rule_id=rule.id,
+                    )
+                )
+        return findings
+
+
+def _evidence(matched: str) -> str:
+    trimmed = " ".join(matched.split())
+    if len(trimmed) <= MAX_EVIDENCE_CHARS:
+        return trimmed
+    return trimmed[: MAX_EVIDENCE_CHARS - 1] + "…"
