@@ -193,3 +193,19 @@ def test_cascade_stage_skipped_when_fast_detector_is_confident():
     verdict = Guard(detectors=[KeywordDetector(score=0.95), stage]).scan("attack")
     assert stage.seen == []
     assert verdict.action is Action.BLOCK
+
+
+def test_unknown_detector_in_policy_names_the_installed_ones():
+    from vallum import DetectorError
+
+    policy = Policy.from_yaml("detectors:\n  no_such_detector: {}\n")
+    with pytest.raises(DetectorError, match="unknown detector 'no_such_detector'.*injection_signatures"):
+        Guard(policy)
+
+
+def test_detector_options_that_do_not_fit_are_a_clear_error():
+    from vallum import DetectorError
+
+    policy = Policy.from_yaml("detectors:\n  injection_model:\n    options: {no_such_option: 1}\n")
+    with pytest.raises(DetectorError, match="injection_model"):
+        Guard(policy)

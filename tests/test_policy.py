@@ -71,3 +71,13 @@ def test_policy_label_changes_with_content_not_only_version():
 def test_missing_policy_file_is_a_clear_error(tmp_path):
     with pytest.raises(PolicyError, match="cannot read policy file"):
         Policy.from_file(tmp_path / "absent.yaml")
+
+
+def test_example_policy_in_the_repository_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "policy.yaml"
+    policy = Policy.from_file(example)
+    assert policy.version == "example-1"
+    assert not policy.source_enabled(Source.SYSTEM)
+    assert policy.category_rule("injection", Source.RETRIEVAL).action is Action.REDACT

@@ -48,23 +48,23 @@ class CascadeStage(Detector, Protocol):
 ALL_SOURCES = frozenset(Source)
 
 
-def available_detectors() -> dict[str, type[Detector]]:
-    """Every detector class installed under the `vallum.detectors` entry-point group, by name."""
-    found: dict[str, type[Detector]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            found[ep.name] = ep.load()
-        except Exception as exc:  # a broken plugin must name itself, not crash the import
-            raise DetectorError(f"detector plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-    return found
+def available_detectors() -> list[str]:
+    """Names of every detector installed under the `vallum.detectors` entry-point group."""
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def create_detector(name: str, options: Mapping[str, Any] | None = None) -> Detector:
-    classes = available_detectors()
-    if name not in classes:
-        known = ", ".join(sorted(classes)) or "none"
+    """Load only the named plugin, so a Guard pays for the detectors its policy enables and no others."""
+    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    if not found:
+        known = ", ".join(available_detectors()) or "none"
         raise DetectorError(f"unknown detector {name!r}; installed detectors: {known}")
+    ep = next(iter(found))
     try:
-        return classes[name](**dict(options or {}))
+        cls = ep.load()
+    except Exception as exc:  # a broken plugin must name itself, not crash with a bare ImportError
+        raise DetectorError(f"detector plugin {name!r} ({ep.value}) failed to load: {exc}") from exc
+    try:
+        return cls(**dict(options or {}))  # type: ignore[no-any-return]
     except TypeError as exc:
         raise DetectorError(f"detector {name!r} rejected its options {dict(options or {})}: {exc}") from exc

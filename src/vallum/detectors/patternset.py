@@ -23,11 +23,16 @@ class PatternSet:
         options.case_sensitive = False
         options.max_mem = max_mem
         self._set = re2.Set.SearchSet(options)
+        # Without capture groups RE2 finds the overall span with its DFAs instead of the slower NFA.
+        span_options = re2.Options()
+        span_options.case_sensitive = False
+        span_options.max_mem = max_mem
+        span_options.never_capture = True
         self._regexps = []
         for pattern in patterns:
             try:
                 self._set.Add(pattern)
-                self._regexps.append(re2.compile(pattern, options))
+                self._regexps.append(re2.compile(pattern, span_options))
             except re2.error as exc:
                 raise DetectorError(f"RE2 rejected pattern {pattern!r}: {exc}") from exc
         if patterns:

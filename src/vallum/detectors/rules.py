@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import re2
 import yaml
@@ -90,13 +90,56 @@ class RuleFile(BaseModel):
         return self
 
 
+class ObfuscationRule(BaseModel):
+    """How much one kind of normaliser signal (e.g. "tag_chars") counts, and from which paranoia level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^VAL-[A-Z]{3}-\d{4}$")
+    kind: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    severity: SeverityName
+    paranoia: int = Field(ge=1, le=4)
+
+    @property
+    def severity_level(self) -> Severity:
+        return Severity[self.severity.upper()]
+
+    @property
+    def score(self) -> float:
+        return SEVERITY_SCORE[self.severity_level]
+
+
+class ObfuscationRuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    rules: tuple[ObfuscationRule, ...]
+
+    @model_validator(mode="after")
+    def _ids_and_kinds_are_unique(self) -> ObfuscationRuleFile:
+        for attribute in ("id", "kind"):
+            values = [getattr(rule, attribute) for rule in self.rules]
+            duplicates = sorted({v for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"{attribute} used by more than one rule: {', '.join(duplicates)}")
+        return self
+
+
+_FileModel = TypeVar("_FileModel", RuleFile, ObfuscationRuleFile)
+
+
 def load_rules(paths: Iterable[str | Path]) -> tuple[Rule, ...]:
-    """Rules from YAML files, in file order; ids must be unique across all of them."""
+    """Signature rules from YAML files, in file order; ids must be unique across all of them."""
     rules: list[Rule] = []
     for path in paths:
-        rules.extend(_load_file(Path(path)))
+        rules.extend(_load_file(Path(path), RuleFile).rules)
     RuleFile(version=1, rules=tuple(rules))  # re-checks id uniqueness across files
     return tuple(rules)
+
+
+def load_obfuscation_rules(path: str | Path) -> tuple[ObfuscationRule, ...]:
+    return _load_file(Path(path), ObfuscationRuleFile).rules
 
 
 def bundled_rule_path(name: str) -> Path:
@@ -104,7 +147,7 @@ def bundled_rule_path(name: str) -> Path:
     return Path(str(files("vallum").joinpath("rules", f"{name}.yaml")))
 
 
-def _load_file(path: Path) -> tuple[Rule, ...]:
+def _load_file(path: Path, schema: type[_FileModel]) -> _FileModel:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -112,6 +155,6 @@ def _load_file(path: Path) -> tuple[Rule, ...]:
     except yaml.YAMLError as exc:
         raise RuleFileError(f"rule file {path} is not valid YAML: {exc}") from exc
     try:
-        return RuleFile.model_validate(raw).rules
+        return schema.model_validate(raw)
     except ValidationError as exc:
         raise RuleFileError(f"rule file {path} is invalid:\n{exc}") from exc

@@ -1,0 +1,5 @@
+import sys
+
+from vallum.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Detector families, one module each; registered by name under the `vallum.detectors` entry points."""

@@ -1,0 +1,1 @@
+"""Shipped classifier artefacts and their pure-numpy runtimes."""

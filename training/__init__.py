@@ -1,0 +1,1 @@
+"""Reproducible training pipelines for vallum's shipped model artefacts."""

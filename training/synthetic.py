@@ -1,0 +1,196 @@
+"""Reproducible synthetic rows: hard negatives, benign documents and tool outputs, multilingual pairs.
+
+Every generator takes a seeded `random.Random` and returns rows in a stable order, so a rebuild gives the
+same training set. Benign rows deliberately use the words attacks use ("ignore", "bypass", "override",
+"system prompt", "jailbreak", "instructions") in innocent ways, so those words alone are not the signal.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+from pathlib import Path
+
+import yaml
+
+from training.data import Example
+from training.obfuscate import OBFUSCATIONS
+
+MULTILINGUAL_TEMPLATES = Path(__file__).with_name("multilingual.yaml")
+
+_HARD_NEGATIVES = (
+    "How do I jailbreak my {device} safely, and will it void the warranty?",
+    "Can you explain what a system prompt is and how {product} uses one?",
+    "Please ignore the typos in my last message; I meant to ask about {topic}.",
+    "How do I override the {method} method in a {lang} subclass?",
+    "What are the assembly instructions for {furniture}?",
+    "My manager told me to ignore the previous email about {topic}. How should I reply politely?",
+    "Write a short story about a detective who bypasses a museum's security system to catch a thief.",
+    "What does 'ignore previous instructions' mean in the context of prompt injection attacks? Explain for a security class.",
+    "How can I bypass the paywall problem by finding open-access versions of papers about {topic}?",
+    "Is heart bypass surgery risky for someone in their sixties?",
+    "How do I override CSS styles from a third-party library in {lang}?",
+    "Summarise the instructions in this recipe for {dish}: preheat the oven, mix the ingredients, bake for 40 minutes.",
+    "Can you act as a tour guide and tell me about {city}?",
+    "Pretend you are a {job} and give me three tips about {topic}.",
+    "What is the difference between a system prompt and a user prompt in the {product} API?",
+    "Forget about the budget for now, what are the main risks of {topic}?",
+    "Ignore case when comparing strings in {lang}: what's the idiomatic way?",
+    "Our security team runs jailbreak tests on our chatbot. How should we document the results?",
+    "Disregard my earlier question about {topic}; can you instead recommend a book on {topic2}?",
+    "How do I reset my {device} to factory settings without losing photos?",
+    "Translate 'please ignore this email if you already paid' into {language}.",
+    "What are the new instructions for filing taxes as a freelancer in {country}?",
+    "You are a helpful assistant for my {job} business. Draft a welcome email for new customers.",
+    "Explain how antivirus software detects malware without revealing anything dangerous.",
+    "Roleplay as a friendly {job} and help me practise a job interview.",
+    "What's the developer mode on Android and how do I enable it on my {device}?",
+    "Is it unethical to bypass a traffic jam by driving through a residential area?",
+    "The admin panel says 'access denied'. How do I ask IT to give me permission?",
+    "Write a poem about a robot that learns to ignore its fears.",
+    "Please reveal the answer to yesterday's riddle about {topic}.",
+)
+_SLOTS = {
+    "device": ("iPhone 12", "Kindle", "PS4", "Android phone", "Nintendo Switch", "router"),
+    "product": ("ChatGPT", "our support bot", "Claude", "a customer service assistant"),
+    "topic": ("the quarterly report", "solar panels", "remote work", "the new hiring policy", "climate change"),
+    "topic2": ("leadership", "astronomy", "personal finance", "gardening"),
+    "method": ("toString", "equals", "__init__", "render", "save"),
+    "lang": ("Java", "Python", "C#", "TypeScript", "React", "Kotlin"),
+    "furniture": ("an IKEA Billy bookcase", "a standing desk", "a bunk bed", "a garden shed"),
+    "dish": ("banana bread", "lasagne", "chocolate cake", "roast chicken"),
+    "city": ("Lisbon", "Kyoto", "Toronto", "Cape Town", "Prague"),
+    "job": ("nutritionist", "personal trainer", "software engineer", "travel agent", "teacher"),
+    "language": ("French", "German", "Spanish", "Japanese"),
+    "country": ("Germany", "the UK", "Canada", "Australia"),
+}
+
+_EMAIL = (
+    "From: {sender}@example.com\nTo: team@example.com\nSubject: {subject}\n\nHi all,\n\n{body}\n\n"
+    "Please reply by {day} if you cannot attend. Ignore this message if you already confirmed.\n\nThanks,\n{name}"
+)
+_SUBJECTS = ("Quarterly planning", "Office move", "Invoice #4821", "Team offsite", "Password policy update")
+_NAMES = ("Maria", "Tom", "Aisha", "Kenji", "Lucas", "Priya")
+_DAYS = ("Monday", "Wednesday", "Friday", "the end of the month")
+_CODE = (
+    "def {name}(items):\n    # ignore empty entries and override defaults\n    return [i for i in items if i]\n",
+    "function {name}(config) {{\n  // bypass the cache when the system flag is set\n  if (config.system) return fetch(config.url);\n  return cache.get(config.url);\n}}\n",
+    "SELECT name, email FROM users WHERE active = 1 ORDER BY created_at DESC LIMIT 10; -- {name}\n",
+    "# Instructions\n1. Run `pip install -r requirements.txt`\n2. Set SYSTEM_PROMPT in .env\n3. Start with `make {name}`\n",
+)
+
+
+def _fill(template: str, rng: random.Random) -> str:
+    values = {key: rng.choice(options) for key, options in _SLOTS.items()}
+    return template.format(**values)
+
+
+def hard_negatives(rng: random.Random, per_template: int = 12) -> list[Example]:
+    rows = {(_fill(t, rng)) for t in _HARD_NEGATIVES for _ in range(per_template)}
+    return [Example(text, 0, "benign", "synthetic:hard_negative", "request") for text in sorted(rows)]
+
+
+def documents(rng: random.Random, sentences: list[str], count: int = 600) -> list[Example]:
+    """Emails, JSON API results, tables and code: benign data with the odd imperative in it."""
+    rows: list[Example] = []
+    for i in range(count):
+        body = " ".join(rng.sample(sentences, 3))
+        kind = i % 4
+        if kind == 0:
+            text = _EMAIL.format(
+                sender=rng.choice(_NAMES).lower(), subject=rng.choice(_SUBJECTS), body=body,
+                day=rng.choice(_DAYS), name=rng.choice(_NAMES),
+            )
+        elif kind == 1:
+            items = [{"id": rng.randrange(10**5), "title": s[:60], "score": round(rng.random(), 3)}
+                     for s in rng.sample(sentences, 3)]
+            text = json.dumps({"status": "ok", "results": items, "next_page": None})
+        elif kind == 2:
+            header = "| Date | Item | Amount | Note |\n|---|---|---|---|\n"
+            text = header + "\n".join(
+                f"| 2023-0{rng.randrange(1, 10)}-1{rng.randrange(10)} | {s[:30]} | {rng.randrange(5, 900)} | ok |"
+                for s in rng.sample(sentences, 4)
+            )
+        else:
+            text = rng.choice(_CODE).format(name=rng.choice(("load", "build", "sync", "render")))
+        rows.append(Example(text, 0, "benign", "synthetic:document", "data"))
+    return rows
+
+
+def tool_output_counterparts(attacks: list[Example], sentences: list[str], rng: random.Random) -> list[Example]:
+    """Each injected tool output again, with its longest string (the injection) swapped for benign text.
+
+    The format (Python-literal tool results) then says nothing; only the content can.
+    """
+    rows: list[Example] = []
+    for example in attacks:
+        try:
+            payload = ast.literal_eval(example.text)
+        except (ValueError, SyntaxError):
+            continue
+        strings: list[str] = []
+        _collect_strings(payload, strings)
+        if not strings:
+            continue
+        longest = max(strings, key=len)
+        rows.append(
+            Example(example.text.replace(longest, rng.choice(sentences)), 0, "benign", example.origin, "data")
+        )
+    return rows
+
+
+def _collect_strings(value: object, into: list[str]) -> None:
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_strings(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_strings(item, into)
+
+
+def multilingual(rng: random.Random) -> list[Example]:
+    """Attacks and benign requests in 16 languages, in balanced numbers per language."""
+    templates = yaml.safe_load(MULTILINGUAL_TEMPLATES.read_text(encoding="utf-8"))
+    rows: list[Example] = []
+    for language in sorted(templates):
+        spec = templates[language]
+        origin = f"synthetic:multilingual:{language}"
+        benign = [b.format(topic=t) for b in spec["benign"] for t in spec["topics"]]
+        attacks = [f"{o} {g}" for o in spec["openers"] for g in spec["goals"]]
+        embedded = [f"{rng.choice(benign)} {rng.choice(attacks)}" for _ in range(len(attacks))]
+        subtype = "prompt_injection"
+        rows += [Example(t, 1, subtype, origin, "request") for t in attacks + embedded]
+        rows += [Example(t, 0, "benign", origin, "request") for t in benign]
+        rows += [Example(f"{rng.choice(benign)} {rng.choice(benign)}", 0, "benign", origin, "request")
+                 for _ in range(len(attacks) + len(embedded) - len(benign))]
+    return rows
+
+
+def obfuscated_benign(benign: list[Example], rng: random.Random, count: int = 700) -> list[Example]:
+    """Benign text run through the same obfuscations attacks use: decoding noise is not an attack."""
+    names = sorted(OBFUSCATIONS)
+    picked = rng.sample(benign, min(count, len(benign)))
+    return [
+        Example(OBFUSCATIONS[names[i % len(names)]](e.text[:600], rng), 0, "benign", "synthetic:obfuscated_benign",
+                e.source_group)
+        for i, e in enumerate(picked)
+    ]
+
+
+def generate(real: list[Example], seed: int = 1) -> list[Example]:
+    rng = random.Random(seed)
+    sentences = sorted(
+        {e.text for e in real if e.origin == "benign_task_data_openpi" and 30 <= len(e.text) <= 300}
+    )
+    injecagent = [e for e in real if e.origin == "indirect_injecagent" and e.label == 1]
+    benign = [e for e in real if e.label == 0]
+    return (
+        hard_negatives(rng)
+        + documents(rng, sentences)
+        + tool_output_counterparts(injecagent, sentences, rng)
+        + multilingual(rng)
+        + obfuscated_benign(benign, rng)
+    )
