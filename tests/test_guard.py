@@ -76,7 +76,19 @@ def test_redact_action_replaces_spans_in_original_text():
     policy = Policy.from_yaml("categories:\n  injection: {action: redact}\n")
     verdict = Guard(policy, detectors=[KeywordDetector()]).scan("one attack, two attack.")
     assert verdict.action is Action.REDACT
-    assert verdict.redacted_text == "one [REDACTED:injection], two [REDACTED:injection]."
+    assert verdict.redacted_text == "one <INJECTION_1>, two <INJECTION_1>."
+
+
+def test_redaction_strategy_comes_from_policy_and_placeholders_restore_from_the_vault():
+    from vallum.vault import Vault
+
+    masked = Policy.from_yaml("categories:\n  injection: {action: redact, redaction: mask}\n")
+    assert Guard(masked, detectors=[KeywordDetector()]).scan("an attack").redacted_text == "an ******"
+    placeholder = Policy.from_yaml("categories:\n  injection: {action: redact}\n")
+    vault = Vault()
+    verdict = Guard(placeholder, detectors=[KeywordDetector()]).scan("an attack", vault=vault)
+    assert verdict.redacted_text == "an <INJECTION_1>"
+    assert vault.restore("answer about <INJECTION_1>") == "answer about attack"
 
 
 def test_source_override_changes_the_action():

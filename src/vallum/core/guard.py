@@ -12,7 +12,9 @@ from vallum.core.detector import CascadeStage, Detector, create_detector
 from vallum.core.policy import Policy
 from vallum.core.scoring import category_scores, decide
 from vallum.core.types import Action, Finding, Message, Severity, Source, Span, Verdict
+from vallum.redaction import redact
 from vallum.text.normalize import NormalizedText, normalize
+from vallum.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +63,38 @@ class Guard:
             )
         )
 
-    def scan(self, item: Scannable, source: Source | str = Source.USER) -> Verdict:
+    def scan(
+        self, item: Scannable, source: Source | str = Source.USER, *, vault: Vault | None = None
+    ) -> Verdict:
+        """Scan one text. Pass the request's `vault` so that placeholders can be restored in the answer."""
         message = _as_message(item, source)
-        return self.scan_batch([message])[0]
+        return self.scan_batch([message], vault=vault)[0]
 
-    async def ascan(self, item: Scannable, source: Source | str = Source.USER) -> Verdict:
+    async def ascan(
+        self, item: Scannable, source: Source | str = Source.USER, *, vault: Vault | None = None
+    ) -> Verdict:
         message = _as_message(item, source)
         if len(message.text) > _OFFLOAD_CHARS:
-            return await asyncio.to_thread(self.scan, message)
-        return self.scan(message)
+            return await asyncio.to_thread(self.scan, message, vault=vault)
+        return self.scan(message, vault=vault)
 
-    def scan_batch(self, items: Iterable[Scannable], source: Source | str = Source.USER) -> list[Verdict]:
-        """Scan many texts at once; detectors that support batches score them in one vectorised pass."""
+    def scan_batch(
+        self, items: Iterable[Scannable], source: Source | str = Source.USER, *, vault: Vault | None = None
+    ) -> list[Verdict]:
+        """Scan many texts at once; detectors that support batches score them in one vectorised pass.
+
+        All texts of a batch share `vault`, as the messages of one chat request do.
+        """
         messages = [_as_message(item, source) for item in items]
         verdicts: list[Verdict | None] = [None] * len(messages)
         pending: list[_Pending] = []
         for i, message in enumerate(messages):
             if not self.policy.source_enabled(message.source) or not message.text.strip():
-                verdicts[i] = self._verdict(message, [])
+                verdicts[i] = self._verdict(message, [], vault)
                 continue
             text, limit_findings = self._apply_limits(message.text)
             if limit_findings and self.policy.limits.oversize == "block":
-                verdicts[i] = self._verdict(message, limit_findings)
+                verdicts[i] = self._verdict(message, limit_findings, vault)
                 continue
             pending.append(_Pending(i, message, normalize(text), limit_findings))
 
@@ -94,7 +106,7 @@ class Guard:
                 self._run_stage(stage, group, paranoia)
 
         for p in pending:
-            verdicts[p.index] = self._verdict(p.message, p.findings)
+            verdicts[p.index] = self._verdict(p.message, p.findings, vault)
         return [v for v in verdicts if v is not None]
 
     def _run_stage(self, stage: CascadeStage, group: list[_Pending], paranoia: int) -> None:
@@ -147,7 +159,21 @@ class Guard:
         )
         return text[:limit], [finding]
 
-    def _verdict(self, message: Message, findings: list[Finding]) -> Verdict:
+    def redact(
+        self,
+        text: str,
+        findings: Iterable[Finding],
+        categories: Iterable[str],
+        source: Source,
+        vault: Vault | None,
+    ) -> str:
+        """Rewrite the spans of the findings in `categories`, each with its category's redaction strategy."""
+        wanted = set(categories)
+        strategies = {c: self.policy.category_rule(c, source).redaction for c in wanted}
+        chosen = [f for f in findings if f.category in wanted]
+        return redact(text, chosen, strategies, vault=vault).text
+
+    def _verdict(self, message: Message, findings: list[Finding], vault: Vault | None) -> Verdict:
         scores = category_scores(findings, self._categories)
         action, drivers = decide(scores, self.policy, message.source)
         if GUARD_CATEGORY in scores:
@@ -155,7 +181,9 @@ class Guard:
             guard_score = scores.pop(GUARD_CATEGORY)
             if guard_score >= 1.0:
                 action, drivers = Action.BLOCK, (GUARD_CATEGORY,)
-        redacted = _redact(message.text, findings, drivers) if action is Action.REDACT else None
+        redacted = None
+        if action is Action.REDACT:
+            redacted = self.redact(message.text, findings, drivers, message.source, vault)
         ordered = tuple(sorted(findings, key=lambda f: (-f.score, f.span.start if f.span else -1)))
         return Verdict(
             action=action,
@@ -185,26 +213,3 @@ def _detector_error(name: str, exc: Exception, fail_closed: bool) -> Finding:
         evidence=f"{type(exc).__name__}: {exc}"[:200],
         subtype="detector_error",
     )
-
-
-def _redact(text: str, findings: list[Finding], categories: tuple[str, ...]) -> str:
-    spans = sorted(
-        (f.span.start, f.span.end, f.category)
-        for f in findings
-        if f.category in categories and f.span is not None and f.span.end > f.span.start
-    )
-    merged: list[tuple[int, int, str]] = []
-    for start, end, category in spans:
-        if merged and start <= merged[-1][1]:
-            last = merged[-1]
-            merged[-1] = (last[0], max(last[1], end), last[2])
-        else:
-            merged.append((start, end, category))
-    pieces: list[str] = []
-    cursor = 0
-    for start, end, category in merged:
-        pieces.append(text[cursor:start])
-        pieces.append(f"[REDACTED:{category}]")
-        cursor = end
-    pieces.append(text[cursor:])
-    return "".join(pieces)

@@ -32,6 +32,9 @@ class CategoryRule(_Strict):
     flag_at: float = Field(0.35, ge=0.0, le=1.0)
     act_at: float = Field(0.5, ge=0.0, le=1.0)
     action: Action = Action.BLOCK
+    # How `redact` rewrites a finding: a numbered placeholder (<EMAIL_1>, restorable from the vault),
+    # a mask, a keyed hash, or a well-formed fake value.
+    redaction: Literal["placeholder", "mask", "hash", "synthetic"] = "placeholder"
 
     @model_validator(mode="after")
     def _flag_not_above_act(self) -> CategoryRule:
@@ -47,6 +50,7 @@ class CategoryOverride(_Strict):
     flag_at: float | None = Field(None, ge=0.0, le=1.0)
     act_at: float | None = Field(None, ge=0.0, le=1.0)
     action: Action | None = None
+    redaction: Literal["placeholder", "mask", "hash", "synthetic"] | None = None
 
 
 class SourceRule(_Strict):

@@ -1,0 +1,113 @@
+"""Scanning text that arrives in chunks (a model's streamed answer) without letting anything slip through.
+
+The scanner holds back the last `holdback` characters of what it has seen: a secret, an e-mail address
+or a canary split across two chunks is only released once the chunk that completes it has been scanned
+with it. Each step scans the unreleased text plus `context` characters already released before it, so
+work per chunk is bounded and the total stays linear in the length of the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from vallum.core.guard import Guard
+from vallum.core.types import Action, Finding, Message, Source, Span
+from vallum.vault import Vault
+
+DEFAULT_HOLDBACK = 256
+DEFAULT_CONTEXT = 512
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStep:
+    text: str  # safe to forward now (redacted where policy says so)
+    action: Action  # the strongest action the stream has called for so far
+    findings: tuple[Finding, ...]  # new findings, spans in whole-stream coordinates
+    stopped: bool  # blocked: nothing more will be released
+
+
+class StreamScanner:
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        source: Source = Source.MODEL_OUTPUT,
+        holdback: int = DEFAULT_HOLDBACK,
+        context: int = DEFAULT_CONTEXT,
+        vault: Vault | None = None,
+    ) -> None:
+        if holdback < 1 or context < 0:
+            raise ValueError("holdback must be >= 1 and context >= 0")
+        self.guard, self.source, self.vault = guard, source, vault
+        self.holdback, self.context = holdback, context
+        self._released = ""  # tail of released original text, kept for detection context only
+        self._released_total = 0  # characters released so far (stream offset of _pending[0])
+        self._pending = ""
+        self._reported: set[tuple[str | None, str, int, int]] = set()
+        self.action = Action.ALLOW
+        self.stopped = False
+
+    def feed(self, chunk: str) -> StreamStep:
+        if self.stopped:
+            return StreamStep("", self.action, (), True)
+        self._pending += chunk
+        return self._step(final=False)
+
+    def finish(self) -> StreamStep:
+        """Scan and release whatever is still held back; call once when the stream ends."""
+        if self.stopped:
+            return StreamStep("", self.action, (), True)
+        return self._step(final=True)
+
+    def _step(self, *, final: bool) -> StreamStep:
+        window = self._released + self._pending
+        offset = len(self._released)  # where _pending starts inside window
+        verdict = self.guard.scan(Message(window, source=self.source), vault=self.vault)
+        # Findings wholly inside already-released text were judged when it was released.
+        fresh = [f for f in verdict.findings if f.span is None or f.span.end > offset]
+        new_findings = self._new(fresh, offset)
+        if verdict.action.rank > self.action.rank:
+            self.action = verdict.action
+        if verdict.action is Action.BLOCK and any(f.category in verdict.categories for f in fresh):
+            self.stopped = True
+            self._pending = ""
+            return StreamStep("", self.action, new_findings, True)
+
+        cut = len(self._pending) if final else max(0, len(self._pending) - self.holdback)
+        for f in fresh:  # never cut through a finding: hold it back whole until it can be judged whole
+            if f.span is not None and f.span.start - offset < cut < f.span.end - offset:
+                cut = max(0, f.span.start - offset)
+        release = self._pending[:cut]
+        if verdict.action is Action.REDACT and release:
+            inside = [
+                _shift(f, -offset)
+                for f in fresh
+                if f.span is not None and f.span.start >= offset and f.span.end - offset <= cut
+            ]
+            release = self.guard.redact(release, inside, verdict.categories, self.source, self.vault)
+        released_original = self._pending[:cut]
+        self._pending = self._pending[cut:]
+        self._released = (self._released + released_original)[-self.context :] if self.context else ""
+        self._released_total += cut
+        return StreamStep(release, self.action, new_findings, False)
+
+    def _new(self, findings: list[Finding], offset: int) -> tuple[Finding, ...]:
+        base = self._released_total - offset
+        out = []
+        for f in findings:
+            moved = _shift(f, base)
+            key = (moved.rule_id or moved.detector, moved.category, *(_bounds(moved.span)))
+            if key not in self._reported:
+                self._reported.add(key)
+                out.append(moved)
+        return tuple(out)
+
+
+def _bounds(span: Span | None) -> tuple[int, int]:
+    return (span.start, span.end) if span else (-1, -1)
+
+
+def _shift(finding: Finding, delta: int) -> Finding:
+    if finding.span is None:
+        return finding
+    return replace(finding, span=Span(max(0, finding.span.start + delta), max(0, finding.span.end + delta)))

@@ -1,0 +1,107 @@
+"""Incremental scanning of streamed output: nothing split across chunks gets out unchecked."""
+
+import re
+from typing import ClassVar
+
+import pytest
+
+from vallum import Action, Finding, Guard, Policy, Severity, Source
+from vallum.core.detector import ALL_SOURCES
+from vallum.core.streaming import StreamScanner
+from vallum.vault import Vault
+
+TOKEN = re.compile(r"tok_[a-z0-9]{12}")
+
+
+class TokenDetector:
+    """Finds tok_ followed by 12 characters: a stand-in secret format with an unambiguous length."""
+
+    name: ClassVar[str] = "token"
+    categories: ClassVar[tuple[str, ...]] = ("secrets",)
+    sources: ClassVar[frozenset[Source]] = ALL_SOURCES
+
+    def detect(self, text, source, paranoia):
+        from vallum import Span
+
+        return [
+            Finding(self.name, "secrets", Severity.CRITICAL, 0.95, Span(m.start(), m.end()), "tok_…", "TOKEN")
+            for m in TOKEN.finditer(text.original)
+        ]
+
+
+def guard(action: str) -> Guard:
+    policy = Policy.from_yaml(f"categories:\n  secrets: {{action: {action}}}\n")
+    return Guard(policy, detectors=[TokenDetector()])
+
+
+def stream(scanner: StreamScanner, chunks: list[str]) -> tuple[list[str], list[Finding]]:
+    released, findings = [], []
+    for chunk in chunks:
+        step = scanner.feed(chunk)
+        released.append(step.text)
+        findings.extend(step.findings)
+    last = scanner.finish()
+    released.append(last.text)
+    findings.extend(last.findings)
+    return released, findings
+
+
+def test_secret_split_across_chunks_is_redacted_before_release():
+    scanner = StreamScanner(guard("redact"), holdback=32)
+    text = "Here is the key: tok_abcdef123456 and more words follow after it."
+    chunks = [text[i : i + 5] for i in range(0, len(text), 5)]
+    released, findings = stream(scanner, chunks)
+    out = "".join(released)
+    assert "tok_abcdef123456" not in out
+    assert "tok_" not in "".join(released)
+    assert out == "Here is the key: <TOKEN_1> and more words follow after it."
+    assert findings[0].span.start == text.index("tok_")
+
+
+def test_no_partial_secret_is_ever_released():
+    scanner = StreamScanner(guard("redact"), holdback=16)
+    text = "x" * 40 + "tok_abcdef123456" + "y" * 40
+    seen = ""
+    for ch in text:
+        seen += scanner.feed(ch).text
+        assert "tok_" not in seen and "abcdef" not in seen
+    seen += scanner.finish().text
+    assert "<TOKEN_1>" in seen
+
+
+def test_block_stops_the_stream_and_releases_nothing_after():
+    scanner = StreamScanner(guard("block"), holdback=16)
+    first = scanner.feed("clean start of the answer, then ")
+    blocked = scanner.feed("tok_abcdef123456 leaks")
+    assert blocked.stopped and blocked.action is Action.BLOCK
+    assert "tok_" not in first.text + blocked.text
+    assert scanner.feed("more text").text == ""
+    assert scanner.finish().stopped
+
+
+def test_clean_stream_is_released_whole_and_in_order():
+    scanner = StreamScanner(guard("block"), holdback=8, context=16)
+    text = "A perfectly ordinary answer about gardening, with nothing sensitive in it at all."
+    released, findings = stream(scanner, [text[i : i + 3] for i in range(0, len(text), 3)])
+    assert "".join(released) == text
+    assert findings == []
+
+
+def test_placeholders_in_streamed_output_come_from_the_request_vault():
+    vault = Vault()
+    scanner = StreamScanner(guard("redact"), holdback=20, vault=vault)
+    released, _ = stream(scanner, ["value tok_abcdef1", "23456 end"])
+    out = "".join(released)
+    assert out == "value <TOKEN_1> end"
+    assert vault.restore(out) == "value tok_abcdef123456 end"
+
+
+def test_a_finding_is_reported_once_even_though_context_is_rescanned():
+    scanner = StreamScanner(guard("flag"), holdback=4, context=200)
+    _, findings = stream(scanner, ["tok_abcdef123456", " a", " b", " c", " d"])
+    assert len(findings) == 1
+
+
+def test_invalid_window_sizes_are_rejected():
+    with pytest.raises(ValueError):
+        StreamScanner(guard("flag"), holdback=0)
