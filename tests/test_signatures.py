@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,26 @@ def test_rule_matches_its_examples(rule: Rule, example: str) -> None:
 )
 def test_rule_ignores_its_counter_examples(rule: Rule, example: str) -> None:
     assert rule.id not in _rule_ids(example, _source_for(rule), paranoia=4)
+
+
+def _strip_latin_diacritics(text: str) -> str:
+    """What a folding normaliser may do to "précédentes" or "bỏ qua" (Cyrillic й stays: base not Latin)."""
+    out = []
+    for ch in text.lower():
+        decomposed = unicodedata.normalize("NFD", ch)
+        out.append(decomposed[0] if len(decomposed) > 1 and decomposed[0].isascii() else ch)
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("rule", "example"),
+    [(r, e) for r in RULES for e in r.examples if r.languages != ("en",)],
+    ids=lambda v: getattr(v, "id", ""),
+)
+def test_rule_matches_its_examples_with_diacritics_folded_away(rule: Rule, example: str) -> None:
+    folded = _strip_latin_diacritics(example)
+    text = NormalizedText(example, (View("canonical", folded),))
+    assert rule.id in [f.rule_id for f in DETECTOR.detect(text, _source_for(rule), rule.paranoia)]
 
 
 def test_every_rule_has_an_example() -> None:

@@ -31,8 +31,10 @@ def main() -> None:
     model = train_model(examples)
     save_model(model, args.out)
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()[:16]
-    print(f"{len(examples)} examples -> {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {digest}) "
-          f"in {time.perf_counter() - began:.0f}s; thresholds (request, data) x paranoia 1..4:\n{model.thresholds}")
+    print(
+        f"{len(examples)} examples -> {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {digest}) "
+        f"in {time.perf_counter() - began:.0f}s; thresholds (request, data) x paranoia 1..4:\n{model.thresholds}"
+    )
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ def load_examples(data_dir: Path = DATA_DIR) -> list[Example]:
                 parts = category.split("/")
                 position = parts[2] if len(parts) > 2 and parts[2] in ("start", "middle", "end") else ""
                 examples.append(
-                    Example(row["text"], label, subtype_of(category) if label else "benign", stem, group, position)
+                    Example(
+                        row["text"], label, subtype_of(category) if label else "benign", stem, group, position
+                    )
                 )
     return examples

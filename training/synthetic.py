@@ -54,7 +54,13 @@ _HARD_NEGATIVES = (
 _SLOTS = {
     "device": ("iPhone 12", "Kindle", "PS4", "Android phone", "Nintendo Switch", "router"),
     "product": ("ChatGPT", "our support bot", "Claude", "a customer service assistant"),
-    "topic": ("the quarterly report", "solar panels", "remote work", "the new hiring policy", "climate change"),
+    "topic": (
+        "the quarterly report",
+        "solar panels",
+        "remote work",
+        "the new hiring policy",
+        "climate change",
+    ),
     "topic2": ("leadership", "astronomy", "personal finance", "gardening"),
     "method": ("toString", "equals", "__init__", "render", "save"),
     "lang": ("Java", "Python", "C#", "TypeScript", "React", "Kotlin"),
@@ -99,12 +105,17 @@ def documents(rng: random.Random, sentences: list[str], count: int = 600) -> lis
         kind = i % 4
         if kind == 0:
             text = _EMAIL.format(
-                sender=rng.choice(_NAMES).lower(), subject=rng.choice(_SUBJECTS), body=body,
-                day=rng.choice(_DAYS), name=rng.choice(_NAMES),
+                sender=rng.choice(_NAMES).lower(),
+                subject=rng.choice(_SUBJECTS),
+                body=body,
+                day=rng.choice(_DAYS),
+                name=rng.choice(_NAMES),
             )
         elif kind == 1:
-            items = [{"id": rng.randrange(10**5), "title": s[:60], "score": round(rng.random(), 3)}
-                     for s in rng.sample(sentences, 3)]
+            items = [
+                {"id": rng.randrange(10**5), "title": s[:60], "score": round(rng.random(), 3)}
+                for s in rng.sample(sentences, 3)
+            ]
             text = json.dumps({"status": "ok", "results": items, "next_page": None})
         elif kind == 2:
             header = "| Date | Item | Amount | Note |\n|---|---|---|---|\n"
@@ -118,7 +129,9 @@ def documents(rng: random.Random, sentences: list[str], count: int = 600) -> lis
     return rows
 
 
-def tool_output_counterparts(attacks: list[Example], sentences: list[str], rng: random.Random) -> list[Example]:
+def tool_output_counterparts(
+    attacks: list[Example], sentences: list[str], rng: random.Random
+) -> list[Example]:
     """Each injected tool output again, with its longest string (the injection) swapped for benign text.
 
     The format (Python-literal tool results) then says nothing; only the content can.
@@ -164,8 +177,10 @@ def multilingual(rng: random.Random) -> list[Example]:
         subtype = "prompt_injection"
         rows += [Example(t, 1, subtype, origin, "request") for t in attacks + embedded]
         rows += [Example(t, 0, "benign", origin, "request") for t in benign]
-        rows += [Example(f"{rng.choice(benign)} {rng.choice(benign)}", 0, "benign", origin, "request")
-                 for _ in range(len(attacks) + len(embedded) - len(benign))]
+        rows += [
+            Example(f"{rng.choice(benign)} {rng.choice(benign)}", 0, "benign", origin, "request")
+            for _ in range(len(attacks) + len(embedded) - len(benign))
+        ]
     return rows
 
 
@@ -174,8 +189,13 @@ def obfuscated_benign(benign: list[Example], rng: random.Random, count: int = 70
     names = sorted(OBFUSCATIONS)
     picked = rng.sample(benign, min(count, len(benign)))
     return [
-        Example(OBFUSCATIONS[names[i % len(names)]](e.text[:600], rng), 0, "benign", "synthetic:obfuscated_benign",
-                e.source_group)
+        Example(
+            OBFUSCATIONS[names[i % len(names)]](e.text[:600], rng),
+            0,
+            "benign",
+            "synthetic:obfuscated_benign",
+            e.source_group,
+        )
         for i, e in enumerate(picked)
     ]
 

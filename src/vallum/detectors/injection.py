@@ -34,7 +34,7 @@ from vallum.models.windows import window_bounds
 from vallum.text.normalize import NormalizedText, View
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "injection.npz"
-SPAN_CHARS = 256
+SPAN_CHARS = 64
 MAX_EVIDENCE_CHARS = 160
 CRITICAL_SCORE = 0.8
 _SPACES = re.compile(r"\s+")

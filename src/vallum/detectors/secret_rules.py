@@ -17,7 +17,7 @@ from vallum.core.types import Severity
 from vallum.detectors.rules import SEVERITY_SCORE, RuleFileError, SeverityName, bundled_rule_path
 from vallum.detectors.secret_checks import VALIDATORS
 
-ValueShape = Literal["uuid", "hex_digest", "identifier", "data_uri"]
+ValueShape = Literal["uuid", "hex_digest", "identifier", "data_uri", "no_digits", "code_expression"]
 SECRET_GROUP = "secret"
 
 

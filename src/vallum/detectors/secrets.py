@@ -28,7 +28,8 @@ from vallum.text.normalize import NormalizedText
 PLACEHOLDER_PARANOIA = 3
 PLACEHOLDER_SCORE = 0.3
 VERIFIED_SCORE = 0.99
-# Placeholder tests look at short values only: long key material (PEM bodies, JWTs) has runs like AAAAAA.
+# Long key material (PEM bodies, JWTs) has runs like AAAAAA: beyond this length only a value that is
+# mostly one repeated character counts as a placeholder.
 PLACEHOLDER_MAX_LENGTH = 128
 PLACEHOLDER_MIN_RUN = 6
 KEYWORD_WINDOW_BEFORE = 80
@@ -36,6 +37,7 @@ KEYWORD_WINDOW_AFTER = 40
 # Bounds the work on adversarial input (a megabyte of near misses): candidates examined per rule.
 MAX_CANDIDATES_PER_RULE = 10_000
 ENCODING_ERRORS = "surrogatepass"
+CODE_BRACKETS = frozenset("()[]{}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +107,14 @@ class SecretsDetector:
         return self._findings(original, data, hits)
 
     def is_placeholder(self, value: str) -> bool:
+        run = longest_run(value)
         if len(value) > PLACEHOLDER_MAX_LENGTH:
-            return False
+            return run * 2 >= len(value)
         lowered = value.lower()
         return (
-            lowered in self._placeholder_values
+            run >= PLACEHOLDER_MIN_RUN
+            or lowered in self._placeholder_values
             or any(marker in lowered for marker in self._markers)
-            or longest_run(value) >= PLACEHOLDER_MIN_RUN
         )
 
     def _hits(self, compiled: _CompiledRule, data: bytes, paranoia: int) -> Iterator[_Hit]:
@@ -177,6 +180,10 @@ def _rejected_shape(rule: SecretRule, value: str, data: bytes, start: int) -> bo
         if shape == "hex_digest" and is_hex_digest(value):
             return True
         if shape == "identifier" and is_identifier(value):
+            return True
+        if shape == "no_digits" and not any(char.isdigit() for char in value):
+            return True
+        if shape == "code_expression" and any(char in CODE_BRACKETS for char in value):
             return True
         if shape == "data_uri" and (b"base64," in data[max(0, start - 16) : start] or "base64," in value):
             return True

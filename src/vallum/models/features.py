@@ -59,6 +59,9 @@ class SparseRows:
         return np.repeat(np.arange(self.n_rows, dtype=np.int64), np.diff(self.indptr))
 
 
+DEFAULT_SPEC = FeatureSpec()
+
+
 def _spread(x: U64) -> U64:
     """Multiply-xorshift: cheap, and moves every input bit into the high bits that pick the bucket."""
     x = x * _GOLDEN
@@ -76,7 +79,7 @@ _WORD_CHARS = _build_word_table()
 _WORD_CHARS[0xFFFF] = False  # astral code points are clipped to U+FFFF by the lookup
 
 
-def featurize(texts: Sequence[str], spec: FeatureSpec = FeatureSpec()) -> SparseRows:
+def featurize(texts: Sequence[str], spec: FeatureSpec = DEFAULT_SPEC) -> SparseRows:
     """Hashed, L2-normalised n-gram features of every text, in one vectorised pass."""
     n_rows = len(texts)
     lowered = [t.lower() for t in texts]
@@ -145,7 +148,9 @@ def featurize(texts: Sequence[str], spec: FeatureSpec = FeatureSpec()) -> Sparse
     return SparseRows(indptr, keys & np.int64(spec.n_features - 1), values)
 
 
-def _count_keys(keys: npt.NDArray[np.int64], key_bound: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _count_keys(
+    keys: npt.NDArray[np.int64], key_bound: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Distinct keys in ascending order with their counts (np.unique, minus its generic overhead)."""
     # Sorting int32 is twice as fast as int64, and a prompt's keys fit comfortably.
     ordered = np.sort(keys.astype(np.int32) if key_bound < 2**31 else keys)

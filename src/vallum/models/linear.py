@@ -45,7 +45,8 @@ class LinearModel:
     def margins(self, rows: SparseRows) -> npt.NDArray[np.float64]:
         """Log-odds of the binary head for each row."""
         contributions = self.weights[rows.indices] * rows.values
-        return np.bincount(rows.row_ids(), weights=contributions, minlength=rows.n_rows) + self.bias
+        sums = np.bincount(rows.row_ids(), weights=contributions, minlength=rows.n_rows)
+        return np.asarray(sums + self.bias, dtype=np.float64)
 
     def subtype(self, rows: SparseRows, row: int) -> str:
         """Most likely kind for one row (called only for rows that fired, so a loop is fine)."""
@@ -96,8 +97,12 @@ def save_model(model: LinearModel, path: str | Path) -> None:
     meta = dict(model.metadata)
     meta.update(
         format_version=FORMAT_VERSION,
-        spec={"bits": model.spec.bits, "char_min": model.spec.char_min, "char_max": model.spec.char_max,
-              "word_max": model.spec.word_max},
+        spec={
+            "bits": model.spec.bits,
+            "char_min": model.spec.char_min,
+            "char_max": model.spec.char_max,
+            "word_max": model.spec.word_max,
+        },
         bias=model.bias,
         subtype_labels=list(model.subtype_labels),
         subtype_bits=model.subtype_bits,

@@ -6,15 +6,24 @@ import datetime as dt
 import re
 
 from vallum.pii.entity import DATE_OF_BIRTH
-from vallum.pii.recognizer import PatternRecognizer, ScanSettings, Validated, has_context
+from vallum.pii.recognizer import PatternRecognizer, Validated, has_context
 
 _MONTHS = {
     name: number
     for number, names in enumerate(
         (
-            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
-            ("jun", "june"), ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"),
-            ("oct", "october"), ("nov", "november"), ("dec", "december"),
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
         ),
         start=1,
     )
@@ -29,8 +38,20 @@ _PATTERN = (
     r"|\b" + _MONTH + r" \d{1,2}" + _ORDINAL + r",? \d{4}\b"
 )
 BIRTH_WORDS = (
-    "born", "birth", "dob", "d.o.b", "b.", "geboren", "geb.", "né le", "née le", "nacido", "nacida",
-    "nato il", "nata il", "naissance", "nacimiento",
+    "born",
+    "birth",
+    "dob",
+    "d.o.b",
+    "geboren",
+    "geb.",
+    "né le",
+    "née le",
+    "nacido",
+    "nacida",
+    "nato il",
+    "nata il",
+    "naissance",
+    "nacimiento",
 )
 
 _NUMBERS = re.compile(r"\d+")
@@ -61,7 +82,7 @@ def is_plausible_birth_date(value: str, today: dt.date | None = None) -> bool:
             date = dt.date(year, month, day)
         except ValueError:
             continue
-        if EARLIEST_YEAR <= date.year and date <= today:
+        if date.year >= EARLIEST_YEAR and date <= today:
             return True
     return False
 
@@ -71,7 +92,7 @@ class DateOfBirthRecognizer(PatternRecognizer):
     entity_type = DATE_OF_BIRTH
     pattern = _PATTERN
 
-    def validate(self, text: str, start: int, end: int, settings: ScanSettings) -> Validated | None:
+    def validate(self, text: str, start: int, end: int) -> Validated | None:
         if not has_context(text, start, BIRTH_WORDS) or not is_plausible_birth_date(text[start:end]):
             return None
         return Validated(start, end, 0.85)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stdnum import iban, luhn
 
 from vallum.pii.entity import CREDIT_CARD, IBAN
-from vallum.pii.recognizer import PatternRecognizer, ScanSettings, Validated, isolated
+from vallum.pii.recognizer import PatternRecognizer, Validated, isolated
 
 # (brand, prefixes as (low, high) inclusive ranges over the leading digits, lengths)
 _BRANDS: tuple[tuple[str, tuple[tuple[int, int], ...], frozenset[int]], ...] = (
@@ -42,13 +42,13 @@ class CreditCardRecognizer(PatternRecognizer):
     )
     context_words = ("card", "visa", "mastercard", "amex", "credit", "debit", "cc ", "cc#", "payment", "pan")
 
-    def validate(self, text: str, start: int, end: int, settings: ScanSettings) -> Validated | None:
+    def validate(self, text: str, start: int, end: int) -> Validated | None:
         if not isolated(text, start, end):
             return None
         raw = text[start:end]
         digits = raw.replace(" ", "").replace("-", "")
         separators = {c for c in raw if not c.isdigit()}
-        if len(separators) > 1 or not 12 <= len(digits) <= 19 or len(set(digits)) < 3:
+        if len(separators) > 1 or not 12 <= len(digits) <= 19 or len(set(digits)) < 2:
             return None
         if not luhn.is_valid(digits):
             return None
@@ -64,7 +64,7 @@ class IbanRecognizer(PatternRecognizer):
     pattern = r"(?i)\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"
     context_words = ("iban", "bank", "account", "konto", "transfer", "sepa")
 
-    def validate(self, text: str, start: int, end: int, settings: ScanSettings) -> Validated | None:
+    def validate(self, text: str, start: int, end: int) -> Validated | None:
         # The pattern may run into the next word ("GB29 NWBK ... 26819 and"): drop trailing groups until valid.
         for _ in range(8):
             if iban.is_valid(text[start:end]) and isolated(text, start, end):

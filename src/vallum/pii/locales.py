@@ -7,7 +7,22 @@ from collections.abc import Iterable
 from vallum.errors import DetectorError
 
 # Regions whose national identifiers and phone numbering plans we know; the default when no locale is set.
-DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "CA", "AU", "IE", "BE", "CH", "AT")
+DEFAULT_REGIONS: tuple[str, ...] = (
+    "US",
+    "GB",
+    "DE",
+    "FR",
+    "ES",
+    "IT",
+    "NL",
+    "IN",
+    "CA",
+    "AU",
+    "IE",
+    "BE",
+    "CH",
+    "AT",
+)
 
 _ALIASES = {"UK": "GB", "EN": "US", "DE": "DE", "FR": "FR", "ES": "ES", "IT": "IT", "NL": "NL", "HI": "IN"}
 

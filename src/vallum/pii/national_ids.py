@@ -19,7 +19,7 @@ from stdnum.nl import bsn
 from stdnum.us import ssn
 
 from vallum.pii import entity
-from vallum.pii.recognizer import PatternRecognizer, ScanSettings, Validated, isolated
+from vallum.pii.recognizer import PatternRecognizer, Validated, isolated
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class NationalIdRecognizer(PatternRecognizer):
         self.spec = spec
         super().__init__()
 
-    def validate(self, text: str, start: int, end: int, settings: ScanSettings) -> Validated | None:
+    def validate(self, text: str, start: int, end: int) -> Validated | None:
         if not isolated(text, start, end):
             return None
         value = text[start:end]
@@ -73,34 +73,66 @@ _TAX_WORDS = ("tax", "tin", "steuer", "idnr", "identifikationsnummer")
 
 SPECS: tuple[IdSpec, ...] = (
     IdSpec(
-        entity.US_SSN, "US", r"\b\d{3}[- ]\d{2}[- ]\d{4}\b|\b\d{9}\b", ssn.is_valid, 0.85,
-        ("ssn", "social security", "social sec", "ss#", "ss #"), bare_score=0.3,
+        entity.US_SSN,
+        "US",
+        r"\b\d{3}[- ]\d{2}[- ]\d{4}\b|\b\d{9}\b",
+        ssn.is_valid,
+        0.85,
+        ("ssn", "social security", "social sec", "ss#", "ss #"),
+        bare_score=0.3,
     ),
     IdSpec(
-        entity.UK_NINO, "GB", r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", _nino_is_valid, 0.75,
+        entity.UK_NINO,
+        "GB",
+        r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
+        _nino_is_valid,
+        0.75,
         ("national insurance", "nino", "ni number", "ni no"),
     ),
     IdSpec(entity.DE_TAX_ID, "DE", r"\b\d{2} ?\d{3} ?\d{3} ?\d{3}\b", idnr.is_valid, 0.3, _TAX_WORDS),
     IdSpec(
-        entity.FR_NIR, "FR", r"(?i)\b[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b", nir.is_valid, 0.8,
+        entity.FR_NIR,
+        "FR",
+        r"(?i)\b[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b",
+        nir.is_valid,
+        0.8,
         ("sécurité sociale", "securite sociale", "nir", "insee", "social security"),
     ),
     IdSpec(entity.ES_DNI, "ES", r"(?i)\b\d{8}-?[A-Z]\b", dni.is_valid, 0.7, ("dni", "nif", "documento")),
     IdSpec(entity.ES_NIE, "ES", r"(?i)\b[XYZ]-?\d{7}-?[A-Z]\b", nie.is_valid, 0.8, ("nie", "extranjero")),
     IdSpec(
-        entity.IT_FISCAL_CODE, "IT",
+        entity.IT_FISCAL_CODE,
+        "IT",
         r"(?i)\b[A-Z]{6}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]\b",
-        codicefiscale.is_valid, 0.9, ("codice fiscale", "fiscal code", "cf"),
+        codicefiscale.is_valid,
+        0.9,
+        ("codice fiscale", "fiscal code", "cf"),
     ),
     IdSpec(
-        entity.NL_BSN, "NL", r"\b\d{4}\.\d{2}\.\d{3}\b|\b\d{9}\b", bsn.is_valid, 0.3,
+        entity.NL_BSN,
+        "NL",
+        r"\b\d{4}\.\d{2}\.\d{3}\b|\b\d{9}\b",
+        bsn.is_valid,
+        0.3,
         ("bsn", "burgerservicenummer", "sofinummer"),
     ),
     IdSpec(
-        entity.IN_AADHAAR, "IN", r"\b[2-9]\d{3} ?\d{4} ?\d{4}\b", aadhaar.is_valid, 0.5,
-        ("aadhaar", "aadhar", "uidai", "uid"), bare_score=0.3,
+        entity.IN_AADHAAR,
+        "IN",
+        r"\b[2-9]\d{3} ?\d{4} ?\d{4}\b",
+        aadhaar.is_valid,
+        0.5,
+        ("aadhaar", "aadhar", "uidai", "uid"),
+        bare_score=0.3,
     ),
-    IdSpec(entity.IN_PAN, "IN", r"\b[A-Z]{3}[ABCFGHLJPT][A-Z]\d{4}[A-Z]\b", pan.is_valid, 0.7, ("pan", "income tax")),
+    IdSpec(
+        entity.IN_PAN,
+        "IN",
+        r"\b[A-Z]{3}[ABCFGHLJPT][A-Z]\d{4}[A-Z]\b",
+        pan.is_valid,
+        0.7,
+        ("pan", "income tax"),
+    ),
 )
 
 

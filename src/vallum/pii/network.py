@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 from vallum.pii.entity import IP_ADDRESS
-from vallum.pii.recognizer import PatternRecognizer, ScanSettings, Validated
+from vallum.pii.recognizer import PatternRecognizer, Validated
 
 _VERSION_WORDS = ("version", "ver.", "release", "build", "firmware", "v", "version:")
 
@@ -35,8 +35,10 @@ class IPv4Recognizer(PatternRecognizer):
     pattern = r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b"
     context_words = ("ip", "address", "host", "server", "client", "connect", "login from")
 
-    def validate(self, text: str, start: int, end: int, settings: ScanSettings) -> Validated | None:
-        if (start > 0 and text[start - 1] in ".") or (end < len(text) - 1 and text[end] == "." and text[end + 1].isdigit()):
+    def validate(self, text: str, start: int, end: int) -> Validated | None:
+        if (start > 0 and text[start - 1] in ".") or (
+            end < len(text) - 1 and text[end] == "." and text[end + 1].isdigit()
+        ):
             return None
         if _after_version_word(text, start):
             return None
@@ -53,7 +55,7 @@ class IPv6Recognizer(PatternRecognizer):
     pattern = r"(?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\d{1,3}(?:\.\d{1,3}){3})?"
     context_words = IPv4Recognizer.context_words
 
-    def validate(self, text: str, start: int, end: int, settings: ScanSettings) -> Validated | None:
+    def validate(self, text: str, start: int, end: int) -> Validated | None:
         candidate = text[start:end]
         if (start > 0 and (text[start - 1].isalnum() or text[start - 1] == ":")) or (
             end < len(text) and (text[end].isalnum() or text[end] == ":")

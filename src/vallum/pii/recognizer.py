@@ -7,7 +7,6 @@ library parse) only ever sees candidates, and a per-text budget bounds how many 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import re2
@@ -37,21 +36,13 @@ class Budget:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class ScanSettings:
-    """What a paranoia level changes for recognizers (thresholds are applied by the analyzer)."""
-
-    # Accept phone numbers that are merely possible (right length) rather than valid for a region.
-    lenient_phones: bool = False
-
-
 class Recognizer(Protocol):
     name: str
     entity_types: frozenset[str]
     # Regions (ISO 3166) the recognizer belongs to; empty means it applies everywhere.
     regions: frozenset[str]
 
-    def find(self, text: str, settings: ScanSettings, budget: Budget) -> Iterator[PIIEntity]: ...
+    def find(self, text: str, budget: Budget) -> Iterator[PIIEntity]: ...
 
 
 class Validated(NamedTuple):
@@ -95,12 +86,21 @@ class PatternRecognizer:
         self.entity_types = frozenset({self.entity_type})
         self._regex = re2.compile(self.pattern)
 
-    def find(self, text: str, settings: ScanSettings, budget: Budget) -> Iterator[PIIEntity]:
-        for match in self._regex.finditer(text):
-            start, end = match.span()
+    def find(self, text: str, budget: Budget) -> Iterator[PIIEntity]:
+        return self.find_in(text, budget, 0, len(text))
+
+    def find_in(self, text: str, budget: Budget, pos: int, endpos: int) -> Iterator[PIIEntity]:
+        """Candidates inside text[pos:endpos]; validators still see the whole text around them.
+
+        The slice is matched on its own because the RE2 binding re-encodes the whole subject on every
+        call, which would make many small ranges of a large text quadratic.
+        """
+        window = text if (pos, endpos) == (0, len(text)) else text[pos:endpos]
+        for match in self._regex.finditer(window):
+            start, end = match.start() + pos, match.end() + pos
             if not budget.spend():
                 return
-            found = self.validate(text, start, end, settings)
+            found = self.validate(text, start, end)
             if found is None:
                 continue
             score = found.score
@@ -108,5 +108,5 @@ class PatternRecognizer:
                 score = min(1.0, score + CONTEXT_BOOST)
             yield PIIEntity(self.entity_type, found.start, found.end, score, self.name, found.detail)
 
-    def validate(self, text: str, start: int, end: int, settings: ScanSettings) -> Validated | None:
+    def validate(self, text: str, start: int, end: int) -> Validated | None:
         raise NotImplementedError

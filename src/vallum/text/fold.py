@@ -53,7 +53,7 @@ def fold_char(ch: str) -> str:
     if REMOVABLE_RE.match(ch):
         return ""
     if ch.isspace():
-        return " "
+        return "\n" if ch in "\u2028\u2029" else " "
     if ch.isascii():
         return ch.lower()
     styled = STYLED_LETTERS.get(ch)
@@ -88,3 +88,16 @@ def styling_kind(ch: str) -> str | None:
     if ch in STYLED_LETTERS or (in_ranges(code, STYLED_RANGES) and FOLD_TABLE[code].isascii()):
         return "homoglyph"
     return None
+
+
+class _FoldChars(dict[str, str]):
+    """The same folding keyed by character, for map() over a slice."""
+
+    def __missing__(self, ch: str) -> str:
+        folded = FOLD_TABLE[ord(ch)]
+        if len(self) < _CACHE_LIMIT:
+            self[ch] = folded
+        return folded
+
+
+FOLD_CHARS = _FoldChars()

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from collections.abc import Sequence
+
+_ARRAY_FROM = 64
 
 
 class OffsetMap:
@@ -24,10 +27,10 @@ class OffsetMap:
 
     def __init__(
         self,
-        view_starts: array[int],
-        base_starts: array[int],
-        base_ends: array[int],
-        linear: bytearray,
+        view_starts: Sequence[int],
+        base_starts: Sequence[int],
+        base_ends: Sequence[int],
+        linear: bytes,
         view_len: int,
         base_len: int,
         parent: OffsetMap | None = None,
@@ -71,17 +74,26 @@ class OffsetMap:
 class MapBuilder:
     """Builds a derived text and its OffsetMap from pieces appended in base order."""
 
-    __slots__ = ("_base_ends", "_base_len", "_base_starts", "_linear", "_parent", "_parts", "_view_len",
-                 "_view_starts")
+    __slots__ = (
+        "_base_ends",
+        "_base_len",
+        "_base_starts",
+        "_linear",
+        "_parent",
+        "_parts",
+        "_view_len",
+        "_view_starts",
+    )
 
     def __init__(self, base_len: int, parent: OffsetMap | None = None) -> None:
         self._base_len = base_len
         self._parent = parent
         self._parts: list[str] = []
-        self._view_starts = array("q")
-        self._base_starts = array("q")
-        self._base_ends = array("q")
-        self._linear = bytearray()
+        # Plain lists while building (appends are cheapest there); arrays once built.
+        self._view_starts: list[int] = []
+        self._base_starts: list[int] = [-1]  # sentinels: no piece yet, so order checks need no branch
+        self._base_ends: list[int] = [-1]
+        self._linear: list[int] = [0]
         self._view_len = 0
 
     def linear(self, text: str, base_start: int) -> None:
@@ -90,7 +102,7 @@ class MapBuilder:
             return
         self._parts.append(text)
         end = base_start + len(text)
-        if self._linear and self._linear[-1] and self._base_ends[-1] == base_start:
+        if self._linear[-1] and self._base_ends[-1] == base_start:
             self._base_ends[-1] = end
         else:
             self._add(base_start, end, 1)
@@ -105,7 +117,7 @@ class MapBuilder:
         self._view_len += len(text)
 
     def _add(self, base_start: int, base_end: int, linear: int) -> None:
-        if self._base_starts and (base_start < self._base_starts[-1] or base_end < self._base_ends[-1]):
+        if base_start < self._base_starts[-1] or base_end < self._base_ends[-1]:
             raise ValueError(
                 f"offset pieces must be appended in base order: [{base_start}, {base_end}) after "
                 f"[{self._base_starts[-1]}, {self._base_ends[-1]})"
@@ -118,16 +130,74 @@ class MapBuilder:
     def build(self) -> tuple[str, OffsetMap | None]:
         """The text and its map; the map is the parent itself (or None) when nothing moved."""
         text = "".join(self._parts)
+        pieces = len(self._view_starts)
         identity = (
-            len(self._linear) == 1
-            and self._linear[0]
-            and self._base_starts[0] == 0
-            and self._base_ends[0] == self._base_len
-        ) or (not self._linear and self._base_len == 0)
+            pieces == 1
+            and self._linear[1]
+            and self._base_starts[1] == 0
+            and self._base_ends[1] == self._base_len
+        ) or (pieces == 0 and self._base_len == 0)
         if identity:
             return text, self._parent
         offsets = OffsetMap(
-            self._view_starts, self._base_starts, self._base_ends, self._linear, self._view_len,
-            self._base_len, self._parent,
+            _compact(self._view_starts),
+            _compact(self._base_starts[1:]),
+            _compact(self._base_ends[1:]),
+            bytes(self._linear[1:]),
+            self._view_len,
+            self._base_len,
+            self._parent,
         )
         return text, offsets
+
+
+def replace_spans(
+    text: str, edits: list[tuple[int, int, str]], parent: OffsetMap | None = None
+) -> tuple[str, OffsetMap | None]:
+    """text with each [start, end) of edits (sorted, disjoint) replaced by its string ('' removes).
+
+    Everything outside the edits is copied one for one. The hot path of whitespace collapsing and
+    invisible-character removal, so it builds the map directly instead of through MapBuilder.
+    """
+    if not edits:
+        return text, parent
+    parts: list[str] = []
+    view_starts: list[int] = []
+    base_starts: list[int] = []
+    base_ends: list[int] = []
+    linear: list[int] = []
+    view_len = 0
+    done = 0
+    for start, end, replacement in edits:
+        if start > done:
+            parts.append(text[done:start])
+            view_starts.append(view_len)
+            base_starts.append(done)
+            base_ends.append(start)
+            linear.append(1)
+            view_len += start - done
+        if replacement:
+            parts.append(replacement)
+            view_starts.append(view_len)
+            base_starts.append(start)
+            base_ends.append(end)
+            linear.append(0)
+            view_len += len(replacement)
+        done = end
+    n = len(text)
+    if n > done:
+        parts.append(text[done:])
+        view_starts.append(view_len)
+        base_starts.append(done)
+        base_ends.append(n)
+        linear.append(1)
+        view_len += n - done
+    offsets = OffsetMap(
+        _compact(view_starts), _compact(base_starts), _compact(base_ends), bytes(linear), view_len, n, parent
+    )
+    return "".join(parts), offsets
+
+
+def _compact(values: list[int]) -> Sequence[int]:
+    """Small maps as tuples (cheapest to make), large ones as 8-byte arrays (a third of the memory)."""
+    return tuple(values) if len(values) < _ARRAY_FROM else array("q", values)

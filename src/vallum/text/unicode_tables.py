@@ -63,6 +63,7 @@ def _alphabet_block(first: int, count: int = 26) -> dict[str, str]:
     return {chr(first + i): chr(ord("a") + i) for i in range(count)}
 
 
+# fmt: off
 STYLED_LETTERS: dict[str, str] = {
     # Latin letter small capitals
     "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
@@ -74,6 +75,7 @@ STYLED_LETTERS: dict[str, str] = {
     **_alphabet_block(0x1F170),  # NEGATIVE SQUARED LATIN CAPITAL LETTER A..Z
     **_alphabet_block(0x1F1E6),  # REGIONAL INDICATOR SYMBOL LETTER A..Z
 }
+# fmt: on
 
 # Blocks whose letters are stylistic variants of Latin (NFKC folds most of them); a letter folded from
 # one of these is reported as a "homoglyph" signal.
@@ -93,6 +95,7 @@ FULLWIDTH_RANGE = (0xFF01, 0xFF5E)  # full-width ASCII variants
 # ---- look-alikes from other scripts, folded only where they pose as Latin --------------------------------
 # Keys keep their case: Greek capital NU looks like N, its lower case like v.
 
+# fmt: off
 CONFUSABLES: dict[str, str] = {
     # Cyrillic
     "А": "a", "а": "a", "В": "b", "в": "b", "Ь": "b", "ь": "b", "С": "c", "с": "c", "Ԁ": "d", "ԁ": "d",
@@ -112,6 +115,7 @@ CONFUSABLES: dict[str, str] = {
     "Ꭺ": "a", "Ᏼ": "b", "Ꮯ": "c", "Ꭰ": "d", "Ꭼ": "e", "Ꮐ": "g", "Ꮋ": "h", "Ꭵ": "i", "Ꭻ": "j",
     "Ꮶ": "k", "Ꮮ": "l", "Ꮇ": "m", "Ꮲ": "p", "Ꮪ": "s", "Ꭲ": "t", "Ꮩ": "v", "Ꮃ": "w", "Ꮓ": "z",
 }
+# fmt: on
 
 # Scripts whose letters can pose as Latin; a word mixing them with Latin letters is "mixed_script".
 LOOKALIKE_SCRIPT_RANGES = (
@@ -137,3 +141,28 @@ def char_class(*ranges: tuple[int, int]) -> str:
 
 def in_ranges(code: int, ranges: tuple[tuple[int, int], ...]) -> bool:
     return any(first <= code <= last for first, last in ranges)
+
+
+# Code points whose canonical fold differs from str.lower() (NFKC compatibility forms, accented Latin,
+# removable characters, styled letters, exotic spaces), merged into ranges with gaps of up to 32 so the
+# regex stays small. Generated with Python's unicodedata 14.0 by keeping every cp for which
+# fold.fold_char(chr(cp)) != chr(cp).lower(); tests/test_normalize.py checks the property on random
+# characters. Characters outside these ranges are only lower-cased: a newer Unicode adds no wrong offsets,
+# at worst a look-alike that is not folded.
+# fmt: off
+FOLDING_RANGES = (
+    (0x0080, 0x017F), (0x01A0, 0x0387), (0x03D0, 0x03F9), (0x0587, 0x0587), (0x061C, 0x061C),
+    (0x0675, 0x0678), (0x0958, 0x095F), (0x09DC, 0x09DF), (0x0A33, 0x0A36), (0x0A59, 0x0A5E),
+    (0x0B5C, 0x0B5D), (0x0E33, 0x0E33), (0x0EB3, 0x0EB3), (0x0EDC, 0x0EDD), (0x0F0C, 0x0F0C),
+    (0x0F43, 0x0FB9), (0x10FC, 0x10FC), (0x115F, 0x1160), (0x1680, 0x1680), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x1AB0, 0x1AFF), (0x1D00, 0x1D78), (0x1D9B, 0x1EF9), (0x1F71, 0x1F7D),
+    (0x1FBB, 0x20A8), (0x20D0, 0x2189), (0x222C, 0x2230), (0x2260, 0x226F), (0x2329, 0x232A),
+    (0x2460, 0x24EA), (0x2A0C, 0x2A0C), (0x2A74, 0x2A76), (0x2ADC, 0x2ADC), (0x2C7C, 0x2C7D),
+    (0x2D6F, 0x2D6F), (0x2E9F, 0x2E9F), (0x2EF3, 0x2FD5), (0x3000, 0x3000), (0x3036, 0x303A),
+    (0x309B, 0x309F), (0x30FF, 0x30FF), (0x3131, 0x319F), (0x3200, 0x33FF), (0xA69C, 0xA69D),
+    (0xA730, 0xA731), (0xA770, 0xA770), (0xA7F2, 0xA7F9), (0xAB5C, 0xAB69), (0xF900, 0xFAD9),
+    (0xFB00, 0xFBB1), (0xFBD3, 0xFDC7), (0xFDF0, 0xFFFB), (0x10781, 0x107BA), (0x1BCA0, 0x1BCA3),
+    (0x1D15E, 0x1D17A), (0x1D1BB, 0x1D1C0), (0x1D400, 0x1D7FF), (0x1EE00, 0x1EEBB), (0x1F100, 0x1F190),
+    (0x1F1E6, 0x1F251), (0x1FBF0, 0x1FBF9), (0x2F800, 0x2FA1D), (0xE0000, 0xE007F), (0xE0100, 0xE01EF),
+)
+# fmt: on

@@ -1,0 +1,119 @@
+"""Active content in output: HTML/JS/CSS that runs in a browser, shell one-liners that run in a tool.
+
+The rule file (rules/output.yaml) is data; this module holds its schema and one RE2 set per rule file
+that finds every applicable rule in a single linear pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import re2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vallum.core.types import Severity
+from vallum.detectors.patternset import PatternSet
+from vallum.detectors.rules import SEVERITY_SCORE, RuleFileError, SeverityName, bundled_rule_path
+
+Destination = Literal["browser", "tool", "shell"]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^VAL-OUT-\d{4}$")
+    description: str = Field(min_length=1)
+    severity: SeverityName
+    paranoia: int = Field(ge=1, le=4)
+
+    @property
+    def severity_level(self) -> Severity:
+        return Severity[self.severity.upper()]
+
+    @property
+    def score(self) -> float:
+        return SEVERITY_SCORE[self.severity_level]
+
+
+class HiddenCharacterRule(_Rule):
+    """How much one kind of normaliser signal counts in output."""
+
+    kind: str = Field(min_length=1)
+
+
+class ActiveContentRule(_Rule):
+    subtype: Literal["active_html", "shell_command"]
+    destinations: frozenset[Destination] = Field(min_length=1)
+    patterns: tuple[str, ...] = Field(min_length=1)
+    examples: tuple[str, ...] = ()
+    counter_examples: tuple[str, ...] = ()
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re2.compile(pattern)
+            except re2.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not valid RE2 syntax: {exc}") from exc
+        return patterns
+
+
+class OutputRuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    hidden_characters: tuple[HiddenCharacterRule, ...] = ()
+    rules: tuple[ActiveContentRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _ids_are_unique(self) -> OutputRuleFile:
+        ids = [rule.id for rule in (*self.hidden_characters, *self.rules)]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"rule ids used more than once: {', '.join(repeated)}")
+        return self
+
+
+def load_output_rules(path: str | Path | None = None) -> OutputRuleFile:
+    path = Path(path) if path is not None else bundled_rule_path("output")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return OutputRuleFile.model_validate(raw)
+    except OSError as exc:
+        raise RuleFileError(f"cannot read output rule file {path}: {exc}") from exc
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise RuleFileError(f"output rule file {path} is invalid:\n{exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveHit:
+    rule: ActiveContentRule
+    start: int
+    end: int
+
+
+class ActiveContentMatcher:
+    """Every pattern of every rule in one RE2 set; rules are filtered by destination and paranoia after."""
+
+    def __init__(self, rules: tuple[ActiveContentRule, ...]) -> None:
+        self._owner = [rule for rule in rules for _ in rule.patterns]
+        self._patterns = PatternSet([pattern for rule in rules for pattern in rule.patterns])
+
+    def find(self, text: str, destinations: frozenset[str], paranoia: int) -> list[ActiveHit]:
+        """The first match of each applicable rule (one is enough to judge; spans show where)."""
+        if not destinations:
+            return []
+        data = text.encode("utf-8", "surrogatepass")
+        hits: dict[str, ActiveHit] = {}
+        for index in self._patterns.matching(data):
+            rule = self._owner[index]
+            if rule.id in hits or rule.paranoia > paranoia or not rule.destinations & destinations:
+                continue
+            span = self._patterns.span(index, text, data)
+            if span is not None:
+                hits[rule.id] = ActiveHit(rule, *span)
+        return list(hits.values())
