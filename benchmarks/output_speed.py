@@ -14,6 +14,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 from vallum import Guard, Policy, Source
 from vallum.canary import add_canary
@@ -96,20 +97,22 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     for size in (1024, 10 * 1024):
         text = (ANSWER * (size // len(ANSWER) + 1))[:size]
+        assert not guard.scan(text, Source.MODEL_OUTPUT).findings, "the benchmark answer must be clean"
         kb = size / 1024
         normalized = normalize(text)
-        rows.setdefault("normalize", []).append(_time_us(lambda: normalize(text), args.repeat) / kb)
+        timings = {"normalize": _time_us(partial(normalize, text), args.repeat)}
         for name, detector in detectors.items():
-            run = detector.detect
-            per_kb = _time_us(lambda run=run: run(normalized, Source.MODEL_OUTPUT, 1), args.repeat) / kb  # type: ignore[misc]
-            rows.setdefault(name, []).append(per_kb)
-        assert not guard.scan(text, Source.MODEL_OUTPUT).findings, "the benchmark answer must be clean"
-        rows.setdefault("Guard.scan (pipeline)", []).append(
-            _time_us(lambda: guard.scan(text, Source.MODEL_OUTPUT), args.repeat) / kb
+            timings[name] = _time_us(
+                partial(detector.detect, normalized, Source.MODEL_OUTPUT, 1), args.repeat
+            )
+        timings["Guard.scan (pipeline)"] = _time_us(
+            partial(guard.scan, text, Source.MODEL_OUTPUT), args.repeat
         )
-        rows.setdefault("StreamScanner (64-char)", []).append(
-            _time_us(lambda: _stream(guard, text), max(10, args.repeat // 10)) / kb
+        timings["StreamScanner (64-char)"] = _time_us(
+            partial(_stream, guard, text), max(10, args.repeat // 10)
         )
+        for name, micros in timings.items():
+            rows.setdefault(name, []).append(micros / kb)
     for name, (one, ten) in rows.items():
         print(f"{name:<26}{one:>12.1f}{ten:>13.1f}")
 
