@@ -1,6 +1,6 @@
 """Detection on the hand-written held-out sets: multilingual attacks/benign and English over-defense.
 
-    python benchmarks/heldout.py [--policy P.yaml]
+python benchmarks/heldout.py [--policy P.yaml]
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def report(title: str, rows: list[dict[str, object]], guard: Guard, group_by: st
         recall = sum(pos) / len(pos) if pos else float("nan")
         fpr = sum(neg) / len(neg) if neg else float("nan")
         print(f"{key:<8} {len(pos):>8} {recall:>7.2f} {len(neg):>7} {fpr:>6.2f}")
-    print(f"{'total':<8} {totals[0]:>8} {totals[1] / totals[0]:>7.2f} {totals[2]:>7} {totals[3] / totals[2]:>6.2f}")
+    print(
+        f"{'total':<8} {totals[0]:>8} {totals[1] / totals[0]:>7.2f} {totals[2]:>7} {totals[3] / totals[2]:>6.2f}"
+    )
     for label, score, text in misses:
         kind = "missed attack" if label else "false positive"
         print(f"  {kind} ({score}): {text}")

@@ -211,7 +211,7 @@ def test_unknown_detector_in_policy_names_the_installed_ones():
     from vallum import DetectorError
 
     policy = Policy.from_yaml("detectors:\n  no_such_detector: {}\n")
-    with pytest.raises(DetectorError, match="unknown detector 'no_such_detector'.*injection_signatures"):
+    with pytest.raises(DetectorError, match=r"unknown detector 'no_such_detector'.*injection_signatures"):
         Guard(policy)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import itertools
 import random
 
 import numpy as np
@@ -11,8 +10,7 @@ import pytest
 
 from vallum.core.types import Source
 from vallum.detectors.injection import InjectionClassifier
-from vallum.models.features import FeatureSpec, featurize
-from vallum.models.windows import window_bounds
+from vallum.models.features import FeatureSpec, ngrams, window_rows
 from vallum.text.normalize import NormalizedText, normalize
 
 FILLER_SENTENCES = (
@@ -52,11 +50,12 @@ def test_attack_hidden_in_middle_of_100kb_is_found_with_its_span(classifier: Inj
     rng = random.Random(0)
     filler = " ".join(rng.choice(FILLER_SENTENCES) for _ in range(2000))[:100_000]
     text = filler[:50_000] + " " + ATTACK + " " + filler[50_000:]
-    # A retrieved document is where a long text hides an instruction; its thresholds apply.
-    findings = classifier.detect(normalize(text), Source.RETRIEVAL, 2)
+    # As a user turn: small windows keep the attack from being diluted by 100 KB of benign text.
+    findings = classifier.detect(normalize(text), Source.USER, 1)
     assert findings, "the attack in the middle of the document was missed"
     span = findings[0].span
     assert span is not None and span.start < 50_001 + len(ATTACK) and span.end > 50_001
+    assert classifier.detect(normalize(filler), Source.USER, 1) == []
 
 
 def test_every_view_is_scored_so_decoded_attack_is_caught(classifier: InjectionClassifier) -> None:
@@ -84,30 +83,41 @@ def test_batch_matches_single_calls(classifier: InjectionClassifier) -> None:
     ]
 
 
-def test_featurizer_is_deterministic_and_batch_independent() -> None:
+def test_ngrams_are_deterministic_and_batch_independent() -> None:
     spec = FeatureSpec()
-    alone = featurize([ATTACK], spec)
-    batched = featurize([BENIGN, ATTACK, ""], spec)
-    lo, hi = batched.indptr[1], batched.indptr[2]
-    assert np.array_equal(alone.indices, batched.indices[lo:hi])
-    assert np.allclose(alone.values, batched.values[lo:hi])
-    assert alone.indices.sum() == featurize([ATTACK], spec).indices.sum()
-    assert np.isclose(np.square(alone.values).sum(), 1.0)
+    alone = ngrams([ATTACK], spec)
+    batched = ngrams([BENIGN, ATTACK, ""], spec)
+    mine = batched.text_of() == 1
+    order_alone = np.lexsort((alone.bucket, alone.position))
+    shifted = batched.position[mine] - batched.offsets[1]
+    order_batched = np.lexsort((batched.bucket[mine], shifted))
+    assert np.array_equal(alone.position[order_alone], shifted[order_batched])
+    assert np.array_equal(alone.bucket[order_alone], batched.bucket[mine][order_batched])
 
 
-def test_featurizer_hashes_are_fixed_across_processes() -> None:
+def test_ngram_hashes_are_fixed_across_processes() -> None:
     # Pinned value: Python's salted hash() or a changed constant would move it.
-    rows = featurize(["ab"], FeatureSpec(bits=20, char_min=2, char_max=2, word_max=1))
-    assert rows.indices.tolist() == sorted(rows.indices.tolist())
-    assert len(rows.indices) == 2
-    assert rows.indices.tolist() == PINNED_AB_INDICES
+    grams = ngrams(["ab"], FeatureSpec(bits=20, char_min=2, char_max=2, word_max=1))
+    assert sorted(grams.bucket.tolist()) == PINNED_AB_INDICES
 
 
-def test_windows_cover_long_text_with_overlap() -> None:
-    bounds = window_bounds(2500, 1024, 512)
-    assert bounds[0] == (0, 1024) and bounds[-1] == (1476, 2500)
-    assert all(b[0] < a[1] for a, b in itertools.pairwise(bounds))
-    assert window_bounds(10, 1024, 512) == [(0, 10)]
+def test_window_scores_from_prefix_sums_equal_materialised_rows(classifier: InjectionClassifier) -> None:
+    model = classifier.model
+    texts = [ATTACK, "benign words " * 40]
+    grams = ngrams(texts, model.spec)
+    windows = np.array([(0, len(ATTACK)), (0, 10), (int(grams.offsets[1]) + 7, int(grams.offsets[1]) + 300)])
+    rows, buckets, values = window_rows(grams, windows)
+    dense = np.zeros(len(windows))
+    np.add.at(dense, rows, model.weights[buckets].astype(np.float64) * values)
+    assert np.allclose(model.window_margins(grams, windows), dense + model.bias, atol=1e-4)
+
+
+def test_windows_cover_long_text_at_every_scale(classifier: InjectionClassifier) -> None:
+    text = ("This is one ordinary sentence of a long text. " * 60)[:2500]
+    bounds = classifier.model.windows(text)
+    assert (0, 256) in bounds and (0, 1024) in bounds and max(end for _, end in bounds) == 2500
+    assert (0, 45) in bounds  # the first sentence on its own
+    assert classifier.model.windows("short") == [(0, 5)]
 
 
 PINNED_AB_INDICES = [703386, 978626]

@@ -130,6 +130,10 @@ def test_canary_split_across_stream_chunks_is_blocked_before_release():
             stopped = True
             assert any(f.subtype == "canary" for f in step.findings)
             break
+    else:
+        last = scanner.finish()
+        stopped = last.stopped
+        assert any(f.subtype == "canary" for f in last.findings)
     assert stopped and scanner.action is Action.BLOCK
     assert CANARY[:7] not in released
 

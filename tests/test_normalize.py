@@ -456,3 +456,9 @@ def test_a_megabyte_dense_with_every_trick_normalises_with_capped_signals() -> N
     for view in result.views:
         span = view.span(0, len(view.text))
         assert 0 <= span.start <= span.end <= len(text)
+
+
+def test_turkish_dotless_i_folds_without_an_obfuscation_signal():
+    text = normalize("Bu masanın kurulum talimatları nelerdir?")
+    assert "masanin" in text.primary.text
+    assert text.signals == ()

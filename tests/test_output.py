@@ -199,6 +199,8 @@ def test_exfil_image_split_across_stream_chunks_never_leaves():
         released += step.text
         if step.stopped:
             break
+    else:
+        released += scanner.finish().text
     assert scanner.stopped and "evil.test" not in released
 
 

@@ -70,7 +70,7 @@ def test_no_partial_secret_is_ever_released():
 
 
 def test_block_stops_the_stream_and_releases_nothing_after():
-    scanner = StreamScanner(guard("block"), holdback=16)
+    scanner = StreamScanner(guard("block"), holdback=16, min_step=1)
     first = scanner.feed("clean start of the answer, then ")
     blocked = scanner.feed("tok_abcdef123456 leaks")
     assert blocked.stopped and blocked.action is Action.BLOCK
@@ -100,6 +100,23 @@ def test_a_finding_is_reported_once_even_though_context_is_rescanned():
     scanner = StreamScanner(guard("flag"), holdback=4, context=200)
     _, findings = stream(scanner, ["tok_abcdef123456", " a", " b", " c", " d"])
     assert len(findings) == 1
+
+
+def test_small_chunks_are_batched_into_scans_of_at_least_min_step():
+    scans = []
+    inner = guard("flag")
+    original = inner.scan
+
+    def counting_scan(*args, **kwargs):
+        scans.append(1)
+        return original(*args, **kwargs)
+
+    inner.scan = counting_scan  # type: ignore[method-assign]
+    scanner = StreamScanner(inner, holdback=16, min_step=100)
+    text = "word " * 200
+    released, _ = stream(scanner, [text[i : i + 4] for i in range(0, len(text), 4)])
+    assert "".join(released) == text
+    assert len(scans) <= len(text) // 100 + 2
 
 
 def test_invalid_window_sizes_are_rejected():

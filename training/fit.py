@@ -12,18 +12,16 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from training.data import SUBTYPES, Example
-from vallum.models.features import DEFAULT_SPEC, FeatureSpec, featurize
-from vallum.models.linear import PARANOIA_LEVELS, LinearModel
-from vallum.models.windows import window_bounds
+from vallum.models.features import DEFAULT_SPEC, FeatureSpec, ngrams, window_rows
+from vallum.models.linear import PARANOIA_LEVELS, LinearModel, runtime_windows, sentence_windows
+from vallum.text.chunking import chunks
 from vallum.text.normalize import normalize
 
-WINDOW_CHARS = 128
-WINDOW_STRIDE = 64
+WINDOW_SCALES = ((256, 128), (1024, 512))
 SUBTYPE_BITS = 16
 SOURCE_GROUPS = ("request", "data")
 TARGET_FPR = {1: 0.005, 2: 0.01, 3: 0.02, 4: 0.05}
-MAX_BENIGN_WINDOWS = 16
-MIN_CALIBRATION_ROWS = 40
+MAX_WINDOWS_PER_SCALE = 16
 
 
 @dataclass
@@ -42,43 +40,49 @@ def view_texts(text: str) -> list[str]:
     return seen
 
 
-def _training_windows(example: Example) -> list[str]:
-    pieces: list[str] = []
-    for view in view_texts(example.text):
-        bounds = window_bounds(len(view), WINDOW_CHARS, WINDOW_STRIDE)
+def _training_windows(example: Example, text: str) -> list[tuple[int, int]]:
+    """Run-time windows, except that a long document with an injection at a known place contributes only
+    the windows at that place (the rest is not an attack), attacks contribute no single sentences (most
+    sentences of a jailbreak are harmless alone), and long texts are subsampled."""
+    length = len(text)
+    chosen: set[tuple[int, int]] = set()
+    if not example.label and length > WINDOW_SCALES[0][0]:
+        sentences = sentence_windows(text, WINDOW_SCALES[0][0])
+        if len(sentences) > MAX_WINDOWS_PER_SCALE:
+            step = len(sentences) / MAX_WINDOWS_PER_SCALE
+            sentences = [sentences[int(i * step)] for i in range(MAX_WINDOWS_PER_SCALE)]
+        chosen.update(sentences)
+    for size, stride in WINDOW_SCALES:
+        bounds = chunks(length, size, size - stride)
         if example.label and example.position and len(bounds) > 1:
-            # Only the window holding the injection is labelled an attack.
             at = {"start": 0, "middle": len(bounds) // 2, "end": len(bounds) - 1}[example.position]
             bounds = [bounds[at]]
-        elif not example.label and len(bounds) > MAX_BENIGN_WINDOWS:
-            step = len(bounds) / MAX_BENIGN_WINDOWS
-            bounds = [bounds[int(i * step)] for i in range(MAX_BENIGN_WINDOWS)]
-        pieces += [view[a:b] for a, b in bounds]
-    return pieces
+        elif len(bounds) > MAX_WINDOWS_PER_SCALE:
+            step = len(bounds) / MAX_WINDOWS_PER_SCALE
+            bounds = [bounds[int(i * step)] for i in range(MAX_WINDOWS_PER_SCALE)]
+        chosen.update(bounds)
+    return sorted(chosen)
 
 
-def _runtime_windows(example: Example) -> list[str]:
-    return [
-        view[a:b]
-        for view in view_texts(example.text)
-        for a, b in window_bounds(len(view), WINDOW_CHARS, WINDOW_STRIDE)
-    ]
-
-
-def to_rows(examples: Sequence[Example], spec: FeatureSpec, runtime: bool = False, chunk: int = 4000) -> Rows:
-    texts: list[str] = []
-    owner: list[int] = []
-    for index, example in enumerate(examples):
-        pieces = _runtime_windows(example) if runtime else _training_windows(example)
-        texts += pieces
-        owner += [index] * len(pieces)
+def to_rows(examples: Sequence[Example], spec: FeatureSpec, runtime: bool = False, chunk: int = 2000) -> Rows:
+    """Feature rows of every window of every view of the examples, in the exact form run time scores."""
     blocks = []
-    for start in range(0, len(texts), chunk):
-        part = featurize(texts[start : start + chunk], spec)
-        blocks.append(
-            sparse.csr_matrix((part.values, part.indices, part.indptr), shape=(part.n_rows, spec.n_features))
-        )
-    return Rows(sparse.vstack(blocks, format="csr"), np.asarray(owner, dtype=np.int64))
+    owners: list[npt.NDArray[np.int64]] = []
+    for first in range(0, len(examples), chunk):
+        part = examples[first : first + chunk]
+        views = [(i, view) for i, e in enumerate(part, start=first) for view in view_texts(e.text)]
+        grams = ngrams([v for _, v in views], spec)
+        bounds: list[tuple[int, int]] = []
+        owner: list[int] = []
+        for k, (i, view) in enumerate(views):
+            offset = int(grams.offsets[k])
+            pieces = runtime_windows(view, WINDOW_SCALES) if runtime else _training_windows(examples[i], view)
+            bounds += [(offset + a, offset + b) for a, b in pieces]
+            owner += [i] * len(pieces)
+        rows, buckets, values = window_rows(grams, np.asarray(bounds, dtype=np.int64).reshape(-1, 2))
+        blocks.append(sparse.csr_matrix((values, (rows, buckets)), shape=(len(bounds), spec.n_features)))
+        owners.append(np.asarray(owner, dtype=np.int64))
+    return Rows(sparse.vstack(blocks, format="csr"), np.concatenate(owners))
 
 
 def _weights(examples: Sequence[Example], owner: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
@@ -142,30 +146,30 @@ def text_margins(
 
 
 def calibrate(examples: Sequence[Example], margins: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
-    """Per source group and paranoia level: the margin that keeps every benign origin under its target FPR."""
+    """Per source group and paranoia level: the margin above which TARGET_FPR of benign text lies.
+
+    Benign origins of a group are pooled with equal weight each, so one large source does not set the
+    line alone, and neither does the single most extreme row of a small one (a 0.5 % quantile of 200
+    rows is that source's maximum, which made earlier thresholds far too strict).
+    """
     thresholds = np.zeros((len(SOURCE_GROUPS), len(PARANOIA_LEVELS)), dtype=np.float32)
     for g, group in enumerate(SOURCE_GROUPS):
-        origins = sorted({e.origin for e in examples if e.label == 0 and e.source_group == group})
+        benign = [
+            (e.origin, e.source_group, m) for e, m in zip(examples, margins, strict=True) if e.label == 0
+        ]
+        mine = [(o, m) for o, grp, m in benign if grp == group] or [(o, m) for o, _, m in benign]
+        sizes = Counter(o for o, _ in mine)
+        values = np.array([m for _, m in mine])
+        weights = np.array([1.0 / sizes[o] for o, _ in mine]) / len(sizes)
+        order = np.argsort(-values, kind="stable")
+        above = np.cumsum(weights[order])  # share of (equally weighted) benign text at or above each value
         for level in PARANOIA_LEVELS:
-            candidates = []
-            for origin in origins:
-                mine = np.array(
-                    [
-                        m
-                        for e, m in zip(examples, margins, strict=True)
-                        if e.label == 0 and e.origin == origin and e.source_group == group
-                    ]
-                )
-                if len(mine) >= MIN_CALIBRATION_ROWS:
-                    candidates.append(np.quantile(mine, 1.0 - TARGET_FPR[level]))
-            if not candidates:  # small runs: every benign row of the group (or of all groups) at once
-                pooled = [
-                    m
-                    for e, m in zip(examples, margins, strict=True)
-                    if e.label == 0 and (e.source_group == group or not origins)
-                ]
-                candidates.append(np.quantile(pooled, 1.0 - TARGET_FPR[level]))
-            thresholds[g, level - 1] = max(candidates)
+            k = int(np.searchsorted(above, TARGET_FPR[level], side="right"))
+            thresholds[g, level - 1] = values[order[min(k, len(order) - 1)]]
+    # Documents and tool output should carry no instructions at all, so they are never judged more
+    # leniently than a user's own request, whatever benign documents that read like tasks do to the quantile.
+    request, data = SOURCE_GROUPS.index("request"), SOURCE_GROUPS.index("data")
+    thresholds[data] = np.minimum(thresholds[data], thresholds[request])
     return thresholds
 
 
@@ -188,7 +192,6 @@ def train_model(examples: Sequence[Example], spec: FeatureSpec = DEFAULT_SPEC, c
         subtype_bias=subtype_bias,
         source_groups=SOURCE_GROUPS,
         thresholds=thresholds,
-        window_chars=WINDOW_CHARS,
-        window_stride=WINDOW_STRIDE,
+        window_scales=WINDOW_SCALES,
         metadata={"c": c, "train_windows": int(rows.matrix.shape[0]), "target_fpr": TARGET_FPR},
     )

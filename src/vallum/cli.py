@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     except VallumError as exc:
         print(f"vallum: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `vallum scan ... | head`: the reader has gone, which is not an error
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("vallum: interrupted; output written so far is kept", file=sys.stderr)
         return 130

@@ -56,10 +56,14 @@ class Guard:
         self.detectors: tuple[Detector, ...] = tuple(detectors)
         self._stages = tuple(d for d in self.detectors if isinstance(d, CascadeStage))
         self._fast = tuple(d for d in self.detectors if not isinstance(d, CascadeStage))
+        # Every verdict scores the categories some running detector serves, 0.0 included: a category
+        # no detector looks at is absent rather than falsely reassuring.
         self._categories = tuple(
             dict.fromkeys(
-                [c for c, rule in policy.categories.items() if rule.enabled]
-                + [c for d in self.detectors for c in d.categories]
+                c
+                for d in self.detectors
+                for c in d.categories
+                if c not in policy.categories or policy.categories[c].enabled
             )
         )
 

@@ -73,14 +73,30 @@ class Policy(_Strict):
     version: str = "default"
     paranoia: Paranoia = 1
     fail_mode: Literal["open", "closed"] = "closed"
+    # The default runs every detector that costs microseconds per KB; PII (hundreds of microseconds per
+    # KB, and its rules differ by jurisdiction) is switched on by naming it, see examples/policy.yaml.
     detectors: dict[str, DetectorConfig] = Field(
         default_factory=lambda: {
-            "injection_classifier": DetectorConfig(),
-            "injection_signatures": DetectorConfig(),
-            "obfuscation": DetectorConfig(),
+            name: DetectorConfig()
+            for name in (
+                "injection_classifier",
+                "injection_signatures",
+                "obfuscation",
+                "secrets",
+                "leakage",
+                "output",
+            )
         }
     )
-    categories: dict[str, CategoryRule] = Field(default_factory=lambda: {"injection": CategoryRule()})
+    categories: dict[str, CategoryRule] = Field(
+        default_factory=lambda: {
+            "injection": CategoryRule(),
+            "secrets": CategoryRule(action=Action.REDACT),
+            "pii": CategoryRule(action=Action.REDACT),
+            "leakage": CategoryRule(),
+            "output": CategoryRule(action=Action.REDACT),
+        }
+    )
     sources: dict[Source, SourceRule] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
 

@@ -14,8 +14,11 @@ from vallum.core.guard import Guard
 from vallum.core.types import Action, Finding, Message, Source, Span
 from vallum.vault import Vault
 
-DEFAULT_HOLDBACK = 256
-DEFAULT_CONTEXT = 512
+DEFAULT_HOLDBACK = 128
+DEFAULT_CONTEXT = 128
+# Scan again only once this much new text waits beyond the hold-back: each scan then releases at least
+# this much, which bounds the rescanning overhead (window / step) whatever the chunk size.
+DEFAULT_MIN_STEP = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +37,13 @@ class StreamScanner:
         source: Source = Source.MODEL_OUTPUT,
         holdback: int = DEFAULT_HOLDBACK,
         context: int = DEFAULT_CONTEXT,
+        min_step: int = DEFAULT_MIN_STEP,
         vault: Vault | None = None,
     ) -> None:
-        if holdback < 1 or context < 0:
-            raise ValueError("holdback must be >= 1 and context >= 0")
+        if holdback < 1 or context < 0 or min_step < 1:
+            raise ValueError("holdback and min_step must be >= 1 and context >= 0")
         self.guard, self.source, self.vault = guard, source, vault
-        self.holdback, self.context = holdback, context
+        self.holdback, self.context, self.min_step = holdback, context, min_step
         self._released = ""  # tail of released original text, kept for detection context only
         self._released_total = 0  # characters released so far (stream offset of _pending[0])
         self._pending = ""
@@ -51,6 +55,8 @@ class StreamScanner:
         if self.stopped:
             return StreamStep("", self.action, (), True)
         self._pending += chunk
+        if len(self._pending) < self.holdback + self.min_step:
+            return StreamStep("", self.action, (), False)
         return self._step(final=False)
 
     def finish(self) -> StreamStep:

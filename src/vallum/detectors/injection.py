@@ -28,9 +28,9 @@ from typing import ClassVar
 import numpy as np
 
 from vallum.core.types import Finding, Severity, Source
-from vallum.models.features import featurize
+from vallum.models.features import NGrams, ngrams
 from vallum.models.linear import LinearModel, load_model
-from vallum.models.windows import window_bounds
+from vallum.text.chunking import chunks
 from vallum.text.normalize import NormalizedText, View
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "injection.npz"
@@ -46,10 +46,11 @@ def _cached_model(path: str) -> LinearModel:
 
 
 @dataclass(frozen=True, slots=True)
-class _Piece:
+class _Window:
     text_index: int
     view: View
-    start: int
+    offset: int  # where the view starts in the joined batch
+    start: int  # window bounds inside the view
     end: int
 
 
@@ -68,48 +69,49 @@ class InjectionClassifier:
     def detect_batch(
         self, texts: Sequence[NormalizedText], sources: Sequence[Source], paranoia: int
     ) -> list[list[Finding]]:
-        pieces = self._pieces(texts)
-        if not pieces:
-            return [[] for _ in texts]
-        rows = featurize([p.view.text[p.start : p.end] for p in pieces], self.model.spec)
-        margins = self.model.margins(rows)
-        owner = np.fromiter((p.text_index for p in pieces), dtype=np.int64, count=len(pieces))
-        results: list[list[Finding]] = []
+        views = [(index, view) for index, text in enumerate(texts) for view in _distinct_views(text)]
+        results: list[list[Finding]] = [[] for _ in texts]
+        if not views:
+            return results
+        grams = ngrams([view.text for _, view in views], self.model.spec)
+        windows = [
+            _Window(index, view, int(grams.offsets[k]), start, end)
+            for k, (index, view) in enumerate(views)
+            for start, end in self.model.windows(view.text)
+        ]
+        bounds = np.array([(w.offset + w.start, w.offset + w.end) for w in windows], dtype=np.int64)
+        margins = self.model.window_margins(grams, bounds)
+        owner = np.fromiter((w.text_index for w in windows), dtype=np.int64, count=len(windows))
+        best = np.full(len(texts), -1, dtype=np.int64)
+        order = np.lexsort((margins, owner))  # by text, then margin ascending: each text's last is its best
+        last = np.flatnonzero(np.append(owner[order][1:] != owner[order][:-1], True))
+        best[owner[order][last]] = order[last]
         for index, (text, source) in enumerate(zip(texts, sources, strict=True)):
-            mine = np.flatnonzero(owner == index)
-            if len(mine) == 0:
-                results.append([])
+            if best[index] < 0:
                 continue
-            best = int(mine[np.argmax(margins[mine])])
+            window = windows[int(best[index])]
             group = "data" if source.is_data else "request"
-            score = float(self.model.calibrated(margins[best : best + 1], group, paranoia)[0])
+            margin = margins[best[index] : best[index] + 1]
+            score = float(self.model.calibrated(margin, group, paranoia)[0])
             if score < self.min_score:
-                results.append([])
                 continue
-            subtype = "indirect_injection" if source.is_data else self.model.subtype(rows, best)
-            results.append([self._finding(text, pieces[best], score, subtype)])
+            start, end = self._narrow(grams, window)
+            subtype = (
+                "indirect_injection"
+                if source.is_data
+                else self.model.subtype(grams, window.offset + window.start, window.offset + window.end)
+            )
+            results[index].append(self._finding(text, window.view, start, end, score, subtype))
         return results
 
-    def _pieces(self, texts: Sequence[NormalizedText]) -> list[_Piece]:
-        model = self.model
-        pieces: list[_Piece] = []
-        for index, text in enumerate(texts):
-            seen: set[str] = set()
-            for view in text.views:
-                if view.text in seen or not view.text.strip():
-                    continue
-                seen.add(view.text)
-                for start, end in window_bounds(len(view.text), model.window_chars, model.window_stride):
-                    pieces.append(_Piece(index, view, start, end))
-        return pieces
-
-    def _finding(self, text: NormalizedText, piece: _Piece, score: float, subtype: str) -> Finding:
-        start, end = self._narrow(piece)
-        span = piece.view.span(start, end)
-        if piece.view is text.primary or piece.view.name == "canonical":
+    def _finding(
+        self, text: NormalizedText, view: View, start: int, end: int, score: float, subtype: str
+    ) -> Finding:
+        span = view.span(start, end)
+        if view is text.primary:
             excerpt = text.original[span.start : span.end]
         else:
-            excerpt = f"[{piece.view.name}] {piece.view.text[start:end]}"
+            excerpt = f"[{view.name}] {view.text[start:end]}"
         evidence = _SPACES.sub(" ", excerpt).strip()[:MAX_EVIDENCE_CHARS]
         severity = Severity.CRITICAL if score >= CRITICAL_SCORE else Severity.ERROR
         return Finding(
@@ -123,13 +125,23 @@ class InjectionClassifier:
             rule_id=f"{self.name}:{subtype}",
         )
 
-    def _narrow(self, piece: _Piece) -> tuple[int, int]:
-        """The best-scoring SPAN_CHARS sub-window of a firing window (only runs when something fired)."""
-        if piece.end - piece.start <= SPAN_CHARS:
-            return piece.start, piece.end
-        bounds = [
-            (piece.start + a, piece.start + b)
-            for a, b in window_bounds(piece.end - piece.start, SPAN_CHARS, SPAN_CHARS // 2)
+    def _narrow(self, grams: NGrams, window: _Window) -> tuple[int, int]:
+        """The best-scoring SPAN_CHARS piece of a firing window, in view coordinates, for the span."""
+        if window.end - window.start <= SPAN_CHARS:
+            return window.start, window.end
+        pieces = [
+            (window.start + a, window.start + b)
+            for a, b in chunks(window.end - window.start, SPAN_CHARS, SPAN_CHARS // 2)
         ]
-        rows = featurize([piece.view.text[a:b] for a, b in bounds], self.model.spec)
-        return bounds[int(np.argmax(self.model.margins(rows)))]
+        bounds = np.array([(window.offset + a, window.offset + b) for a, b in pieces], dtype=np.int64)
+        return pieces[int(np.argmax(self.model.window_margins(grams, bounds)))]
+
+
+def _distinct_views(text: NormalizedText) -> list[View]:
+    seen: set[str] = set()
+    views = []
+    for view in text.views:
+        if view.text.strip() and view.text not in seen:
+            seen.add(view.text)
+            views.append(view)
+    return views

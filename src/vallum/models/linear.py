@@ -1,4 +1,4 @@
-"""Run time of the shipped linear classifiers: load an `.npz` artefact and score featurised rows.
+"""Run time of the shipped linear classifiers: load an `.npz` artefact and score windows of n-gram occurrences.
 
 An artefact holds a binary head (is this text an injection or jailbreak?), a small multinomial head
 over folded features (which kind?), the feature spec and window geometry it was trained with, and
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,12 @@ import numpy as np
 import numpy.typing as npt
 
 from vallum.errors import DetectorError
-from vallum.models.features import FeatureSpec, SparseRows
+from vallum.models.features import I64, FeatureSpec, NGrams
+from vallum.text.chunking import chunks
 
 F32 = npt.NDArray[np.float32]
 PARANOIA_LEVELS = (1, 2, 3, 4)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -38,22 +40,38 @@ class LinearModel:
     subtype_bias: F32
     source_groups: tuple[str, ...]
     thresholds: F32  # margins, (source_groups, paranoia levels)
-    window_chars: int
-    window_stride: int
+    window_scales: tuple[tuple[int, int], ...]  # (size, stride) pairs, smallest first
     metadata: dict[str, object]
 
-    def margins(self, rows: SparseRows) -> npt.NDArray[np.float64]:
-        """Log-odds of the binary head for each row."""
-        contributions = self.weights[rows.indices] * rows.values
-        sums = np.bincount(rows.row_ids(), weights=contributions, minlength=rows.n_rows)
-        return np.asarray(sums + self.bias, dtype=np.float64)
+    def window_margins(self, grams: NGrams, windows: I64) -> npt.NDArray[np.float64]:
+        """Log-odds of the binary head for each [start, end) window of joined batch positions.
 
-    def subtype(self, rows: SparseRows, row: int) -> str:
-        """Most likely kind for one row (called only for rows that fired, so a loop is fine)."""
-        lo, hi = rows.indptr[row], rows.indptr[row + 1]
-        folded = rows.indices[lo:hi] & ((1 << self.subtype_bits) - 1)
-        logits = self.subtype_weights[:, folded] @ rows.values[lo:hi] + self.subtype_bias
+        Two prefix sums over positions (summed weights, occurrence counts) score any number of
+        windows in O(1) each: the cost is one gather of weights per n-gram, whatever the windows.
+        """
+        if len(windows) == 0:
+            return np.zeros(0, dtype=np.float64)
+        size = int(windows[:, 1].max()) + 1
+        weight_at = np.bincount(grams.position, weights=self.weights[grams.bucket], minlength=size)
+        count_at = np.bincount(grams.position, minlength=size)
+        weight_sum = np.concatenate(([0.0], np.cumsum(weight_at)))
+        count_sum = np.concatenate(([0], np.cumsum(count_at)))
+        start, end = windows[:, 0], windows[:, 1]
+        counts = count_sum[end] - count_sum[start]
+        sums = weight_sum[end] - weight_sum[start]
+        return np.asarray(sums / np.sqrt(np.maximum(counts, 1)) + self.bias, dtype=np.float64)
+
+    def subtype(self, grams: NGrams, start: int, end: int) -> str:
+        """Most likely kind for one window (called only for windows that fired)."""
+        inside = (grams.position >= start) & (grams.position < end)
+        folded = grams.bucket[inside] & ((1 << self.subtype_bits) - 1)
+        if len(folded) == 0:
+            return self.subtype_labels[0]
+        logits = self.subtype_weights[:, folded].sum(axis=1) / np.sqrt(len(folded)) + self.subtype_bias
         return self.subtype_labels[int(np.argmax(logits))]
+
+    def windows(self, text: str) -> list[tuple[int, int]]:
+        return runtime_windows(text, self.window_scales)
 
     def threshold(self, source_group: str, paranoia: int) -> float:
         level = min(max(paranoia, PARANOIA_LEVELS[0]), PARANOIA_LEVELS[-1])
@@ -63,6 +81,41 @@ class LinearModel:
         """Scores in [0, 1] where >= 0.5 means over this source group's threshold at this paranoia."""
         shifted = np.clip(margins - self.threshold(source_group, paranoia), -30.0, 30.0)
         return (1.0 / (1.0 + np.exp(-shifted))).astype(np.float32)
+
+
+def scale_windows(length: int, scales: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """The windows run time scores over a text of `length` characters: every (size, stride) scale.
+
+    Small windows keep a short attack from being diluted by pages of benign text around it; large
+    ones see attacks spread over a long prompt. A text shorter than a scale is one window there.
+    """
+    return sorted({b for size, stride in scales for b in chunks(length, size, size - stride)})
+
+
+# A sentence or line: an instruction hidden in a document is usually one, and scored alone it is not
+# diluted by the benign text around it.
+_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
+MIN_SENTENCE_CHARS = 24
+
+
+def sentence_windows(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """Sentences of at least MIN_SENTENCE_CHARS (short ones joined to the next), long ones cut to max_chars."""
+    out: list[tuple[int, int]] = []
+    start = None
+    for match in _SENTENCE.finditer(text):
+        if start is None:
+            start = match.start()
+        if match.end() - start >= MIN_SENTENCE_CHARS:
+            out += [(start + a, start + b) for a, b in chunks(match.end() - start, max_chars, max_chars // 2)]
+            start = None
+    return out
+
+
+def runtime_windows(text: str, scales: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """Every window run time scores: sentences, then each (size, stride) scale over the whole text."""
+    if len(text) <= scales[0][0]:
+        return [(0, len(text))]
+    return sorted(set(sentence_windows(text, scales[0][0])) | set(scale_windows(len(text), scales)))
 
 
 def load_model(path: str | Path) -> LinearModel:
@@ -84,8 +137,7 @@ def load_model(path: str | Path) -> LinearModel:
                 subtype_bias=archive["subtype_bias"].astype(np.float32),
                 source_groups=tuple(meta["source_groups"]),
                 thresholds=archive["thresholds"].astype(np.float32),
-                window_chars=int(meta["window_chars"]),
-                window_stride=int(meta["window_stride"]),
+                window_scales=tuple((int(a), int(b)) for a, b in meta["window_scales"]),
                 metadata=meta,
             )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
@@ -107,8 +159,7 @@ def save_model(model: LinearModel, path: str | Path) -> None:
         subtype_labels=list(model.subtype_labels),
         subtype_bits=model.subtype_bits,
         source_groups=list(model.source_groups),
-        window_chars=model.window_chars,
-        window_stride=model.window_stride,
+        window_scales=[list(scale) for scale in model.window_scales],
     )
     arrays = {
         "metadata": np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8),

@@ -17,6 +17,7 @@ from vallum.text.unicode_tables import (
     CONTROL_RANGES,
     FULLWIDTH_RANGE,
     INVISIBLE_RANGES,
+    NATIVE_LETTERS,
     STYLED_LETTERS,
     STYLED_RANGES,
     TAG_RANGE,
@@ -85,6 +86,8 @@ def styling_kind(ch: str) -> str | None:
     code = ord(ch)
     if FULLWIDTH_RANGE[0] <= code <= FULLWIDTH_RANGE[1]:
         return "fullwidth"
+    if ch in NATIVE_LETTERS:
+        return None
     if ch in STYLED_LETTERS or (in_ranges(code, STYLED_RANGES) and FOLD_TABLE[code].isascii()):
         return "homoglyph"
     return None

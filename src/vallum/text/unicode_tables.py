@@ -77,6 +77,10 @@ STYLED_LETTERS: dict[str, str] = {
 }
 # fmt: on
 
+# Letters of living orthographies that fold to ASCII for matching but are no sign of obfuscation
+# (Turkish and Azerbaijani dotless i).
+NATIVE_LETTERS = frozenset({"ı"})
+
 # Blocks whose letters are stylistic variants of Latin (NFKC folds most of them); a letter folded from
 # one of these is reported as a "homoglyph" signal.
 STYLED_RANGES = (
