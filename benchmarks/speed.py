@@ -117,7 +117,9 @@ def main() -> None:
         count = 200 if size <= 1_000 else (40 if size <= 10_000 else 8)
         p50, p99 = latency(guard, texts_of_size(size, count), args.rounds)
         results[label] = {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
-    results["detector_us_per_kb"] = {k: round(v, 1) for k, v in per_detector(texts_of_size(1_000, 50), 3).items()}
+    results["detector_us_per_kb"] = {
+        k: round(v, 1) for k, v in per_detector(texts_of_size(1_000, 50), 3).items()
+    }
     results["cold_start_s"] = round(cold_start(), 3)
     rate, peak_mb = batch_throughput(2000)
     results["batch_rows_per_s"] = round(rate, 1)

@@ -94,10 +94,11 @@ def ngrams(texts: Sequence[str], spec: FeatureSpec = DEFAULT_SPEC) -> NGrams:
     codes = np.frombuffer("\x00".join(texts).lower().encode("utf-32-le"), dtype=np.uint32)
     total = len(codes)
     chars = codes.astype(np.uint64)
-    boundary = np.flatnonzero(codes == 0)
-    # distance from each position to the next separator (or the end): an n-gram needs n of it
-    next_sep = np.append(boundary, total)[np.searchsorted(boundary, np.arange(total), side="left")]
-    room = next_sep - np.arange(total)
+    boundary = np.flatnonzero(codes == 0) if len(texts) > 1 else np.zeros(0, dtype=np.int64)
+    if len(boundary):
+        # distance from each position to the next separator (or the end): an n-gram needs n of it
+        next_sep = np.append(boundary, total)[np.searchsorted(boundary, np.arange(total), side="left")]
+        room = next_sep - np.arange(total)
 
     hashes: list[U64] = []
     positions: list[I64] = []
@@ -107,10 +108,15 @@ def ngrams(texts: Sequence[str], spec: FeatureSpec = DEFAULT_SPEC) -> NGrams:
         if width <= 0:
             break
         rolling = rolling[:width] * _ROLL + chars[n - 1 :]
-        if n >= spec.char_min:
+        if n < spec.char_min:
+            continue
+        if len(boundary):
             valid = np.flatnonzero(room[:width] >= n)
             hashes.append(rolling[valid] + _CHAR_SALT * np.uint64(n))
             positions.append(valid)
+        else:  # one text (the run-time common case): every n-gram is inside it
+            hashes.append(rolling + _CHAR_SALT * np.uint64(n))
+            positions.append(np.arange(width, dtype=np.int64))
 
     # Words: a token hashes as the sum of its characters mixed with their offsets inside it.
     word_pos = np.flatnonzero(_WORD_CHARS[np.minimum(codes, 0xFFFF)])
@@ -125,10 +131,14 @@ def ngrams(texts: Sequence[str], spec: FeatureSpec = DEFAULT_SPEC) -> NGrams:
         hashes.append(tokens)
         positions.append(token_pos)
         if spec.word_max >= 2 and len(tokens) > 1:
-            # a bigram may not join the last word of one text to the first of the next
-            same_text = np.searchsorted(boundary, token_pos[1:]) == np.searchsorted(boundary, token_pos[:-1])
-            hashes.append((tokens[:-1] * _PAIR + tokens[1:])[same_text])
-            positions.append(token_pos[:-1][same_text])
+            pairs = tokens[:-1] * _PAIR + tokens[1:]
+            pair_pos = token_pos[:-1]
+            if len(boundary):
+                # a bigram may not join the last word of one text to the first of the next
+                same = np.searchsorted(boundary, token_pos[1:]) == np.searchsorted(boundary, token_pos[:-1])
+                pairs, pair_pos = pairs[same], pair_pos[same]
+            hashes.append(pairs)
+            positions.append(pair_pos)
     if not hashes:
         return empty
     shift = np.uint64(64 - spec.bits)
