@@ -167,6 +167,20 @@ def test_eval_prints_quality_per_category(tmp_path, capsys):
     assert "line 5" in err
 
 
+def test_eval_reads_provenance_in_source_as_a_user_turn(tmp_path, capsys):
+    data = tmp_path / "labelled.jsonl"
+    write_jsonl(
+        data,
+        [
+            {"text": ATTACK, "label": 1, "category": "prompt_injection", "source": "owner/repo@abc:file#1"},
+            {"text": BENIGN, "label": 0, "category": "benign", "source": "owner/repo@abc:file#2"},
+        ],
+    )
+    code, out, err = run(["eval", str(data), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)[0]["positives"] == 1
+
+
 def test_installed_console_script_runs():
     proc = subprocess.run(
         [sys.executable, "-m", "vallum", "scan", BENIGN], capture_output=True, text=True, check=False

@@ -35,16 +35,20 @@ class BatchReport:
     actions: dict[str, int] = field(default_factory=dict)
 
 
-def read_rows(stream: IO[bytes]) -> Iterator[tuple[Row, int]]:
-    """Parse each line; yield the row and the number of bytes it used (for progress bars)."""
+def read_rows(stream: IO[bytes], *, strict_source: bool = True) -> Iterator[tuple[Row, int]]:
+    """Parse each line; yield the row and the number of bytes it used (for progress bars).
+
+    With `strict_source=False` a `source` that names no vallum source (labelled datasets use the field
+    for provenance, "owner/repo@commit:path") reads as a user turn instead of an invalid row.
+    """
     for number, raw in enumerate(stream, start=1):
         size = len(raw)
         if not raw.strip():
             continue
-        yield parse_row(raw, number), size
+        yield parse_row(raw, number, strict_source=strict_source), size
 
 
-def parse_row(raw: bytes, number: int) -> Row:
+def parse_row(raw: bytes, number: int, *, strict_source: bool = True) -> Row:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -61,8 +65,11 @@ def parse_row(raw: bytes, number: int) -> Row:
     try:
         source = Source(obj.get("source") or Source.USER)
     except ValueError:
-        allowed = ", ".join(s.value for s in Source)
-        return Row(number, None, {}, f"unknown source {obj.get('source')!r}; expected one of {allowed}")
+        if not strict_source:
+            source = Source.USER
+        else:
+            allowed = ", ".join(s.value for s in Source)
+            return Row(number, None, {}, f"unknown source {obj.get('source')!r}; expected one of {allowed}")
     return Row(number, Message(body, source=source), obj)
 
 

@@ -156,7 +156,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise _usage(f"cannot read {args.labelled}: {exc.strerror}") from exc
     messages: list[tuple[str, int, Message]] = []
     with stream:
-        for row, _ in read_rows(stream):
+        for row, _ in read_rows(stream, strict_source=False):
             label = row.record.get("label")
             if row.message is None or label not in (0, 1):
                 problem = row.error or "field 'label' must be 0 or 1"
