@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vallum.core.types import Action, Source
+from vallum.datafiles import load_yaml
 from vallum.errors import PolicyError
 
 Paranoia = Literal[1, 2, 3, 4]
@@ -130,7 +131,7 @@ class Policy(_Strict):
     def from_yaml(cls, text: str, *, filename: str = "<policy>") -> Policy:
         try:
             root = yaml.compose(text)
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise PolicyError(f"{filename}: not valid YAML: {exc}") from exc
         if data is None:

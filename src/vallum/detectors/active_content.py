@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vallum.core.types import Severity
+from vallum.datafiles import load_yaml
 from vallum.detectors.patternset import PatternSet
 from vallum.detectors.rules import SEVERITY_SCORE, RuleFileError, SeverityName, bundled_rule_path
 
@@ -81,7 +82,7 @@ class OutputRuleFile(BaseModel):
 def load_output_rules(path: str | Path | None = None) -> OutputRuleFile:
     path = Path(path) if path is not None else bundled_rule_path("output")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
         return OutputRuleFile.model_validate(raw)
     except OSError as exc:
         raise RuleFileError(f"cannot read output rule file {path}: {exc}") from exc

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vallum.canary import DEFAULT_MIN_PREFIX, CanaryHit, CanaryMatcher, fingerprint
 from vallum.core.types import Finding, Severity, Source, Span
+from vallum.datafiles import load_yaml
 from vallum.detectors.rules import RuleFileError, bundled_rule_path
 from vallum.echo import DEFAULT_SHINGLE, EchoIndex, EchoMatch
 from vallum.errors import DetectorError
@@ -56,7 +57,7 @@ class LeakageVocabulary(BaseModel):
 def load_vocabulary(path: str | Path | None = None) -> LeakageVocabulary:
     path = Path(path) if path is not None else bundled_rule_path("leakage")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
         return LeakageVocabulary.model_validate(raw)
     except OSError as exc:
         raise RuleFileError(f"cannot read leakage vocabulary {path}: {exc}") from exc

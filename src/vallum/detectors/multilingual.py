@@ -12,7 +12,8 @@ what they miss, not to overrule them. Only scores over the calibrated threshold 
 sub-threshold scores would otherwise add up by noisy-OR with the fast detectors' and flag benign text.
 
 A long text is cut into sentence-aligned chunks of at most `chunk_chars`, and at most `max_chunks` of
-them (evenly spread, first and last always) are embedded; the text scores as its best chunk. It reads
+them (evenly spread, first and last always) are embedded, each whole and sentence by sentence; the text
+scores as its best window. It reads
 the original text, because USE was trained on ordinary cased text, so spans are exact.
 """
 
@@ -37,12 +38,46 @@ MAX_CHUNKS = 8
 MAX_EVIDENCE_CHARS = 160
 CRITICAL_SCORE = 0.8
 INSTALL_HINT = "pip install 'vallum[multilingual]'"
-# Where a chunk may end: after sentence punctuation (Latin, CJK, Devanagari, Arabic) or a line break.
-_SENTENCE_END = re.compile(r"[.!?。！？।؟]+[\"')\]]*\s+|\n+")
+MIN_SENTENCE_CHARS = 24
+# Where a sentence ends: after Latin punctuation and a space, after CJK, Devanagari or Arabic
+# punctuation (CJK puts no space after it), or at a line break.
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+|[。！？।؟]+[\"')\]」』]*\s*|\n+")
 _SPACE = re.compile(r"\s+")
 
 
-def chunk_bounds(text: str, chunk_chars: int = CHUNK_CHARS, max_chunks: int = MAX_CHUNKS) -> list[tuple[int, int]]:
+def windows(text: str, chunk_chars: int = CHUNK_CHARS, max_chunks: int = MAX_CHUNKS) -> list[tuple[int, int]]:
+    """Every range the stage embeds: the chunks, then the sentences of each chunk that has several.
+
+    Sentences are there because an embedding is an average: one injected sentence among four benign
+    ones no longer looks like an attack as a chunk, but it does alone. They cost about as many tokens
+    again as their chunks, which is what the encoder's time follows.
+    """
+    chunks = chunk_bounds(text, chunk_chars, max_chunks)
+    return chunks + [s for start, end in chunks for s in sentence_bounds(text, start, end)]
+
+
+def sentence_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Sentences of text[start:end] (short ones joined to the next), or [] when it is one sentence."""
+    out: list[tuple[int, int]] = []
+    begin = start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        if match.end() - begin >= MIN_SENTENCE_CHARS:
+            trimmed = _trim(text, begin, match.end())
+            if trimmed is not None:
+                out.append(trimmed)
+            begin = match.end()
+    tail = _trim(text, begin, end)
+    if tail is not None:
+        if out and tail[1] - tail[0] < MIN_SENTENCE_CHARS:
+            out[-1] = (out[-1][0], tail[1])
+        else:
+            out.append(tail)
+    return out if len(out) > 1 else []
+
+
+def chunk_bounds(
+    text: str, chunk_chars: int = CHUNK_CHARS, max_chunks: int = MAX_CHUNKS
+) -> list[tuple[int, int]]:
     """Half-open ranges of `text` to embed: sentence-aligned, at most `chunk_chars` each, at most
     `max_chunks` of them, whitespace trimmed. A text with no visible characters gives []."""
     bounds: list[tuple[int, int]] = []
@@ -118,7 +153,9 @@ class MultilingualInjectionStage:
         if isinstance(overrides, str):
             raise DetectorError(f"overrides must be a list of detector names, got the string {overrides!r}")
         if chunk_chars <= 0 or max_chunks <= 0:
-            raise DetectorError(f"chunk_chars and max_chunks must be positive, got {chunk_chars}, {max_chunks}")
+            raise DetectorError(
+                f"chunk_chars and max_chunks must be positive, got {chunk_chars}, {max_chunks}"
+            )
         self.band: tuple[float, float] = (float(band[0]), float(band[1]))
         self.overrides: frozenset[str] = frozenset(overrides)
         self.encoder = load_encoder(threads)
@@ -133,7 +170,7 @@ class MultilingualInjectionStage:
     def detect_batch(
         self, texts: Sequence[NormalizedText], sources: Sequence[Source], paranoia: int
     ) -> list[list[Finding]]:
-        bounds = [chunk_bounds(t.original, self.chunk_chars, self.max_chunks) for t in texts]
+        bounds = [windows(t.original, self.chunk_chars, self.max_chunks) for t in texts]
         pieces = [t.original[a:b] for t, spans in zip(texts, bounds, strict=True) for a, b in spans]
         results: list[list[Finding]] = [[] for _ in texts]
         if not pieces:

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vallum.core.types import Severity, Source
+from vallum.datafiles import load_yaml
 from vallum.errors import DetectorError
 
 SeverityName = Literal["notice", "warning", "error", "critical"]
@@ -149,7 +150,7 @@ def bundled_rule_path(name: str) -> Path:
 
 def _load_file(path: Path, schema: type[_FileModel]) -> _FileModel:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RuleFileError(f"cannot read rule file {path}: {exc}") from exc
     except yaml.YAMLError as exc:

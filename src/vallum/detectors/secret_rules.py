@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vallum.core.types import Severity
+from vallum.datafiles import load_yaml
 from vallum.detectors.rules import SEVERITY_SCORE, RuleFileError, SeverityName, bundled_rule_path
 from vallum.detectors.secret_checks import VALIDATORS
 
@@ -93,7 +94,7 @@ def load_secret_rules(path: str | Path | None = None) -> SecretRuleFile:
     """The bundled secrets.yaml, or another file with the same schema."""
     path = Path(path) if path is not None else bundled_rule_path("secrets")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RuleFileError(f"cannot read secret rule file {path}: {exc}") from exc
     except yaml.YAMLError as exc:

@@ -48,13 +48,19 @@ class InjectionSignatures:
     ) -> None:
         paths = list(rule_files) if rule_files is not None else [bundled_rule_path("injection")]
         self.rules = load_rules(paths)
-        self._levels = {
-            level: _LevelMatcher([r for r in self.rules if r.paranoia <= level], max_mem)
-            for level in PARANOIA_LEVELS
-        }
+        self._max_mem = max_mem
+        # Compiled on first use: a deployment runs one or two paranoia levels, and each set costs start-up time.
+        self._levels: dict[int, _LevelMatcher] = {}
+
+    def _matcher(self, paranoia: int) -> _LevelMatcher:
+        level = min(max(paranoia, 1), PARANOIA_LEVELS[-1])
+        if level not in self._levels:
+            rules = [r for r in self.rules if r.paranoia <= level]
+            self._levels[level] = _LevelMatcher(rules, self._max_mem)
+        return self._levels[level]
 
     def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]:
-        matcher = self._levels[min(max(paranoia, 1), PARANOIA_LEVELS[-1])]
+        matcher = self._matcher(paranoia)
         findings: list[Finding] = []
         reported: set[str] = set()
         scanned: set[str] = set()
