@@ -74,14 +74,12 @@ class InjectionClassifier:
         if not views:
             return results
         grams = ngrams([view.text for _, view in views], self.model.spec)
-        windows = [
-            _Window(index, view, int(grams.offsets[k]), start, end)
-            for k, (index, view) in enumerate(views)
-            for start, end in self.model.windows(view.text)
-        ]
-        bounds = np.array([(w.offset + w.start, w.offset + w.end) for w in windows], dtype=np.int64)
+        per_view = [np.asarray(self.model.windows(view.text), dtype=np.int64) for _, view in views]
+        view_of = np.repeat(np.arange(len(views)), [len(w) for w in per_view])
+        local = np.concatenate(per_view)  # window bounds inside their view
+        bounds = local + grams.offsets[view_of][:, None]
         margins = self.model.window_margins(grams, bounds)
-        owner = np.fromiter((w.text_index for w in windows), dtype=np.int64, count=len(windows))
+        owner = np.asarray([index for index, _ in views], dtype=np.int64)[view_of]
         best = np.full(len(texts), -1, dtype=np.int64)
         order = np.lexsort((margins, owner))  # by text, then margin ascending: each text's last is its best
         last = np.flatnonzero(np.append(owner[order][1:] != owner[order][:-1], True))
@@ -89,7 +87,9 @@ class InjectionClassifier:
         for index, (text, source) in enumerate(zip(texts, sources, strict=True)):
             if best[index] < 0:
                 continue
-            window = windows[int(best[index])]
+            k = int(best[index])
+            v = int(view_of[k])
+            window = _Window(index, views[v][1], int(grams.offsets[v]), int(local[k, 0]), int(local[k, 1]))
             group = "data" if source.is_data else "request"
             margin = margins[best[index] : best[index] + 1]
             score = float(self.model.calibrated(margin, group, paranoia)[0])
