@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vallum.core.detector import CascadeStage, Detector, create_detector
-from vallum.core.policy import Policy
+from vallum.core.policy import CategoryRule, Policy
 from vallum.core.scoring import category_scores, decide
 from vallum.core.types import Action, Finding, Message, Severity, Source, Span, Verdict
 from vallum.redaction import redact
@@ -54,6 +54,7 @@ class Guard:
                 create_detector(name, cfg.options) for name, cfg in policy.detectors.items() if cfg.enabled
             ]
         self.detectors: tuple[Detector, ...] = tuple(detectors)
+        self._rules: dict[tuple[str, Source], CategoryRule] = {}
         self._stages = tuple(d for d in self.detectors if isinstance(d, CascadeStage))
         self._fast = tuple(d for d in self.detectors if not isinstance(d, CascadeStage))
         # Every verdict scores the categories some running detector serves, 0.0 included: a category
@@ -163,6 +164,14 @@ class Guard:
         )
         return text[:limit], [finding]
 
+    def _rule(self, category: str, source: Source) -> CategoryRule:
+        # Merging a per-source override builds a pydantic model; once per (category, source) is enough.
+        key = (category, source)
+        rule = self._rules.get(key)
+        if rule is None:
+            rule = self._rules[key] = self.policy.category_rule(category, source)
+        return rule
+
     def redact(
         self,
         text: str,
@@ -173,13 +182,13 @@ class Guard:
     ) -> str:
         """Rewrite the spans of the findings in `categories`, each with its category's redaction strategy."""
         wanted = set(categories)
-        strategies = {c: self.policy.category_rule(c, source).redaction for c in wanted}
+        strategies = {c: self._rule(c, source).redaction for c in wanted}
         chosen = [f for f in findings if f.category in wanted]
         return redact(text, chosen, strategies, vault=vault).text
 
     def _verdict(self, message: Message, findings: list[Finding], vault: Vault | None) -> Verdict:
         scores = category_scores(findings, self._categories)
-        action, drivers = decide(scores, self.policy, message.source)
+        action, drivers = decide(scores, lambda category: self._rule(category, message.source))
         if GUARD_CATEGORY in scores:
             # Guard findings (oversize input, failed detectors) are decided by limits and fail_mode alone.
             guard_score = scores.pop(GUARD_CATEGORY)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,13 +102,14 @@ class Policy(_Strict):
     sources: dict[Source, SourceRule] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
 
-    @property
+    # A policy is frozen, so what is derived from it is computed once: these sit on every scan's path.
+    @cached_property
     def digest(self) -> str:
         """Content hash: two policies with the same digest decide alike, whatever their version label."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
-    @property
+    @cached_property
     def label(self) -> str:
         return f"{self.version}@{self.digest}"
 

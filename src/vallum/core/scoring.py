@@ -7,10 +7,10 @@ one opinion, not ten); across detectors the scores combine by noisy-OR, so indep
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from vallum.core.policy import Policy
-from vallum.core.types import Action, Finding, Source
+from vallum.core.policy import CategoryRule
+from vallum.core.types import Action, Finding
 
 
 def category_scores(findings: Iterable[Finding], categories: Iterable[str]) -> dict[str, float]:
@@ -25,12 +25,14 @@ def category_scores(findings: Iterable[Finding], categories: Iterable[str]) -> d
     return {category: 1.0 - m for category, m in miss.items()}
 
 
-def decide(scores: dict[str, float], policy: Policy, source: Source) -> tuple[Action, tuple[str, ...]]:
+def decide(
+    scores: dict[str, float], rule_for: Callable[[str], CategoryRule]
+) -> tuple[Action, tuple[str, ...]]:
     """The strongest action any category calls for, and the categories that call for it."""
     action = Action.ALLOW
     drivers: list[tuple[Action, str]] = []
     for category, score in scores.items():
-        rule = policy.category_rule(category, source)
+        rule = rule_for(category)
         if not rule.enabled:
             continue
         if score >= rule.act_at:
