@@ -11,32 +11,22 @@ from pathlib import Path
 from typing import Literal
 
 import re2
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vallum.core.types import Severity
-from vallum.datafiles import load_yaml
 from vallum.detectors.patternset import PatternSet
-from vallum.detectors.rules import SEVERITY_SCORE, RuleFileError, SeverityName, bundled_rule_path
+from vallum.detectors.rules import (
+    RatedRule,
+    bundled_rule_path,
+    load_rule_file,
+)
 
 Destination = Literal["browser", "tool", "shell"]
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _Rule(RatedRule):
     id: str = Field(pattern=r"^VAL-OUT-\d{4}$")
     description: str = Field(min_length=1)
-    severity: SeverityName
     paranoia: int = Field(ge=1, le=4)
-
-    @property
-    def severity_level(self) -> Severity:
-        return Severity[self.severity.upper()]
-
-    @property
-    def score(self) -> float:
-        return SEVERITY_SCORE[self.severity_level]
 
 
 class HiddenCharacterRule(_Rule):
@@ -80,14 +70,7 @@ class OutputRuleFile(BaseModel):
 
 
 def load_output_rules(path: str | Path | None = None) -> OutputRuleFile:
-    path = Path(path) if path is not None else bundled_rule_path("output")
-    try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
-        return OutputRuleFile.model_validate(raw)
-    except OSError as exc:
-        raise RuleFileError(f"cannot read output rule file {path}: {exc}") from exc
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise RuleFileError(f"output rule file {path} is invalid:\n{exc}") from exc
+    return load_rule_file(Path(path) if path is not None else bundled_rule_path("output"), OutputRuleFile)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vallum.canary import DEFAULT_MIN_PREFIX, CanaryHit, CanaryMatcher, fingerprint
 from vallum.core.types import Finding, Severity, Source, Span
-from vallum.datafiles import load_yaml
-from vallum.detectors.rules import RuleFileError, bundled_rule_path
+from vallum.detectors.rules import (
+    bundled_rule_path,
+    load_rule_file,
+)
 from vallum.echo import DEFAULT_SHINGLE, EchoIndex, EchoMatch
 from vallum.errors import DetectorError
 from vallum.text.normalize import CANONICAL, DECODED, NormalizedText
@@ -55,14 +56,7 @@ class LeakageVocabulary(BaseModel):
 
 
 def load_vocabulary(path: str | Path | None = None) -> LeakageVocabulary:
-    path = Path(path) if path is not None else bundled_rule_path("leakage")
-    try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
-        return LeakageVocabulary.model_validate(raw)
-    except OSError as exc:
-        raise RuleFileError(f"cannot read leakage vocabulary {path}: {exc}") from exc
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise RuleFileError(f"leakage vocabulary {path} is invalid: {exc}") from exc
+    return load_rule_file(Path(path) if path is not None else bundled_rule_path("leakage"), LeakageVocabulary)
 
 
 class LeakageDetector:

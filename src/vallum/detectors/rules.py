@@ -38,13 +38,35 @@ class RuleFileError(DetectorError):
     """A rule file is missing, not YAML, or breaks the rule schema; the message names file and rule."""
 
 
-class Rule(BaseModel):
+class RatedRule(BaseModel):
+    """What every rule file's rules share: a severity, and the finding score that follows from it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    severity: SeverityName
+
+    @property
+    def severity_level(self) -> Severity:
+        return Severity[self.severity.upper()]
+
+    @property
+    def score(self) -> float:
+        return SEVERITY_SCORE[self.severity_level]
+
+
+def ensure_unique(values: Iterable[str], what: str) -> None:
+    """Rule ids are how findings, tests and reviews refer to rules: two rules may not share one."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{what} {value} is used twice; {what}s must be stable and unique")
+        seen.add(value)
+
+
+class Rule(RatedRule):
     id: str = Field(pattern=r"^VAL-[A-Z]{3}-\d{4}$")
     description: str = Field(min_length=1)
     subtype: Subtype
-    severity: SeverityName
     paranoia: int = Field(ge=1, le=4)
     patterns: tuple[str, ...] = Field(min_length=1)
     languages: tuple[str, ...] = ("en",)
@@ -63,14 +85,6 @@ class Rule(BaseModel):
                 raise ValueError(f"pattern {pattern!r} is not valid RE2 syntax: {exc}") from exc
         return patterns
 
-    @property
-    def severity_level(self) -> Severity:
-        return Severity[self.severity.upper()]
-
-    @property
-    def score(self) -> float:
-        return SEVERITY_SCORE[self.severity_level]
-
     def applies_to(self, source: Source) -> bool:
         return self.sources is None or source in self.sources
 
@@ -83,32 +97,17 @@ class RuleFile(BaseModel):
 
     @model_validator(mode="after")
     def _ids_are_unique(self) -> RuleFile:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id {rule.id} is used twice; ids must be stable and unique")
-            seen.add(rule.id)
+        ensure_unique((rule.id for rule in self.rules), "rule id")
         return self
 
 
-class ObfuscationRule(BaseModel):
+class ObfuscationRule(RatedRule):
     """How much one kind of normaliser signal (e.g. "tag_chars") counts, and from which paranoia level."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(pattern=r"^VAL-[A-Z]{3}-\d{4}$")
     kind: str = Field(min_length=1)
     description: str = Field(min_length=1)
-    severity: SeverityName
     paranoia: int = Field(ge=1, le=4)
-
-    @property
-    def severity_level(self) -> Severity:
-        return Severity[self.severity.upper()]
-
-    @property
-    def score(self) -> float:
-        return SEVERITY_SCORE[self.severity_level]
 
 
 class ObfuscationRuleFile(BaseModel):
@@ -127,20 +126,20 @@ class ObfuscationRuleFile(BaseModel):
         return self
 
 
-_FileModel = TypeVar("_FileModel", RuleFile, ObfuscationRuleFile)
+_FileModel = TypeVar("_FileModel", bound=BaseModel)
 
 
 def load_rules(paths: Iterable[str | Path]) -> tuple[Rule, ...]:
     """Signature rules from YAML files, in file order; ids must be unique across all of them."""
     rules: list[Rule] = []
     for path in paths:
-        rules.extend(_load_file(Path(path), RuleFile).rules)
+        rules.extend(load_rule_file(Path(path), RuleFile).rules)
     RuleFile(version=1, rules=tuple(rules))  # re-checks id uniqueness across files
     return tuple(rules)
 
 
 def load_obfuscation_rules(path: str | Path) -> tuple[ObfuscationRule, ...]:
-    return _load_file(Path(path), ObfuscationRuleFile).rules
+    return load_rule_file(Path(path), ObfuscationRuleFile).rules
 
 
 def bundled_rule_path(name: str) -> Path:
@@ -148,7 +147,8 @@ def bundled_rule_path(name: str) -> Path:
     return Path(str(files("vallum").joinpath("rules", f"{name}.yaml")))
 
 
-def _load_file(path: Path, schema: type[_FileModel]) -> _FileModel:
+def load_rule_file(path: Path, schema: type[_FileModel]) -> _FileModel:
+    """Read, parse and validate one YAML data file against its schema, or say what is wrong with it."""
     try:
         raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:

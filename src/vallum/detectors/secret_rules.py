@@ -10,26 +10,25 @@ from pathlib import Path
 from typing import Literal
 
 import re2
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vallum.core.types import Severity
-from vallum.datafiles import load_yaml
-from vallum.detectors.rules import SEVERITY_SCORE, RuleFileError, SeverityName, bundled_rule_path
+from vallum.detectors.rules import (
+    RatedRule,
+    bundled_rule_path,
+    ensure_unique,
+    load_rule_file,
+)
 from vallum.detectors.secret_checks import VALIDATORS
 
 ValueShape = Literal["uuid", "hex_digest", "identifier", "data_uri", "no_digits", "code_expression"]
 SECRET_GROUP = "secret"
 
 
-class SecretRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SecretRule(RatedRule):
     id: str = Field(pattern=r"^VAL-SEC-\d{4}$")
     description: str = Field(min_length=1)
     provider: str = Field(min_length=1)
     subtype: str = Field(pattern=r"^[a-z0-9_]+$")
-    severity: SeverityName
     paranoia: int = Field(default=1, ge=1, le=4)
     pattern: str
     keywords: tuple[str, ...] = ()
@@ -63,14 +62,6 @@ class SecretRule(BaseModel):
             raise ValueError(f"unknown validator {name!r}; known: {', '.join(sorted(VALIDATORS))}")
         return name
 
-    @property
-    def severity_level(self) -> Severity:
-        return Severity[self.severity.upper()]
-
-    @property
-    def score(self) -> float:
-        return SEVERITY_SCORE[self.severity_level]
-
 
 class SecretRuleFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,24 +73,10 @@ class SecretRuleFile(BaseModel):
 
     @model_validator(mode="after")
     def _ids_are_unique(self) -> SecretRuleFile:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id {rule.id} is used twice; ids must be stable and unique")
-            seen.add(rule.id)
+        ensure_unique((rule.id for rule in self.rules), "rule id")
         return self
 
 
 def load_secret_rules(path: str | Path | None = None) -> SecretRuleFile:
     """The bundled secrets.yaml, or another file with the same schema."""
-    path = Path(path) if path is not None else bundled_rule_path("secrets")
-    try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RuleFileError(f"cannot read secret rule file {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise RuleFileError(f"secret rule file {path} is not valid YAML: {exc}") from exc
-    try:
-        return SecretRuleFile.model_validate(raw)
-    except ValidationError as exc:
-        raise RuleFileError(f"secret rule file {path} is invalid:\n{exc}") from exc
+    return load_rule_file(Path(path) if path is not None else bundled_rule_path("secrets"), SecretRuleFile)
