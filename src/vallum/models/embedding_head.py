@@ -8,7 +8,6 @@ always gives the same bytes.
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vallum.errors import DetectorError
+from vallum.models.artefacts import write_artefact
 
 F32 = npt.NDArray[np.float32]
 PARANOIA_LEVELS = (1, 2, 3, 4)
@@ -77,13 +77,6 @@ def save_head(head: EmbeddingHead, path: str | Path) -> None:
         thresholds=[list(row) for row in head.thresholds],
     )
     arrays = {
-        "metadata": np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8),
         "weights": head.weights.astype(np.float32),
     }
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue(), compresslevel=9)
+    write_artefact(path, meta, arrays)

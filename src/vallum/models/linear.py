@@ -10,17 +10,18 @@ Artefacts are written with fixed zip timestamps, so one training run always give
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from vallum.errors import DetectorError
+from vallum.models.artefacts import write_artefact
 from vallum.models.features import I64, FeatureSpec, NGrams
 from vallum.text.chunking import chunks
 
@@ -161,17 +162,10 @@ def save_model(model: LinearModel, path: str | Path) -> None:
         source_groups=list(model.source_groups),
         window_scales=[list(scale) for scale in model.window_scales],
     )
-    arrays = {
-        "metadata": np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8),
+    arrays: dict[str, npt.NDArray[Any]] = {
         "weights": model.weights.astype(np.float16),
         "subtype_weights": model.subtype_weights.astype(np.float16),
         "subtype_bias": model.subtype_bias.astype(np.float32),
         "thresholds": model.thresholds.astype(np.float32),
     }
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue(), compresslevel=9)
+    write_artefact(path, meta, arrays)
