@@ -221,3 +221,11 @@ def test_detector_options_that_do_not_fit_are_a_clear_error():
     policy = Policy.from_yaml("detectors:\n  injection_model:\n    options: {no_such_option: 1}\n")
     with pytest.raises(DetectorError, match="injection_model"):
         Guard(policy)
+
+
+def test_cascade_stage_leaves_sources_it_does_not_serve_to_the_fast_detectors():
+    stage = CountingStage(score=0.05)
+    stage.sources = frozenset({Source.USER})  # type: ignore[misc]
+    verdict = Guard(detectors=[KeywordDetector(score=0.5), stage]).scan("attack", source=Source.RETRIEVAL)
+    assert stage.seen == []
+    assert [f.detector for f in verdict.findings] == ["keyword"]

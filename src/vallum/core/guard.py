@@ -119,6 +119,8 @@ class Guard:
         low, high = stage.band
         unsure = []
         for p in group:
+            if p.message.source not in stage.sources:
+                continue  # the fast detectors' opinion stands where the stage cannot give its own
             scores = category_scores(p.findings, stage.categories)
             if any(low <= scores[c] < high for c in stage.categories):
                 unsure.append(p)
