@@ -122,3 +122,21 @@ def test_small_chunks_are_batched_into_scans_of_at_least_min_step():
 def test_invalid_window_sizes_are_rejected():
     with pytest.raises(ValueError):
         StreamScanner(guard("flag"), holdback=0)
+
+
+def test_private_key_longer_than_the_hold_back_never_leaves_in_part():
+    import base64
+    import random
+
+    rng = random.Random(5)
+    raw = bytes(rng.randrange(256) for _ in range(900))
+    body = "\n".join(base64.b64encode(raw).decode()[i : i + 64] for i in range(0, 1200, 64))
+    pem = "-----BEGIN RSA PRIVATE KEY-----\n" + body + "\n-----END RSA PRIVATE KEY-----"
+    answer = "Here is the key you asked for:\n" + pem + "\nKeep it safe."
+    scanner = StreamScanner(Guard())  # the default policy redacts secrets
+    released = ""
+    for i in range(0, len(answer), 16):
+        released += scanner.feed(answer[i : i + 16]).text
+        assert body[:40] not in released
+    released += scanner.finish().text
+    assert released == "Here is the key you asked for:\n<PRIVATE_KEY_1>\nKeep it safe."
