@@ -40,6 +40,7 @@ class Example:
     origin: str  # the group a leave-one-source-out run holds out (file stem, or "synthetic:<kind>")
     source_group: str  # "request" or "data": which threshold set calibrates on it
     position: str = ""  # where an indirect injection sits in a long document: start/middle/end
+    payload: str = ""  # the injected instruction itself, when the source file says which it is
 
     @property
     def holdout(self) -> bool:
@@ -61,18 +62,36 @@ def load_examples(data_dir: Path = DATA_DIR) -> list[Example]:
     for stem in INJECTION_FILES:
         group = "data" if stem in DATA_GROUP_FILES else "request"
         with (data_dir / f"{stem}.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                category = row["category"]
-                # Code/XSS/SQL payloads and raw injected snippets are other detectors' business.
-                if "_payload" in category.split("/", 1)[0] or not row["text"].strip():
-                    continue
-                label = int(row["label"])
-                parts = category.split("/")
-                position = parts[2] if len(parts) > 2 and parts[2] in ("start", "middle", "end") else ""
-                examples.append(
-                    Example(
-                        row["text"], label, subtype_of(category) if label else "benign", stem, group, position
-                    )
+            rows = [json.loads(line) for line in handle]
+        # Files that list their injected instructions on their own let training label exactly the part of
+        # a document that is the attack, instead of the whole window around it (the rest is benign text).
+        payloads = sorted(
+            {
+                r["text"]
+                for r in rows
+                if r["category"].split("/", 1)[0].endswith("_payload") and len(r["text"]) >= 12
+            },
+            key=len,
+            reverse=True,
+        )
+        for row in rows:
+            category = row["category"]
+            # Code/XSS/SQL payloads and raw injected snippets are other detectors' business.
+            if "_payload" in category.split("/", 1)[0] or not row["text"].strip():
+                continue
+            label = int(row["label"])
+            parts = category.split("/")
+            position = parts[2] if len(parts) > 2 and parts[2] in ("start", "middle", "end") else ""
+            payload = next((p for p in payloads if p in row["text"]), "") if label and position else ""
+            examples.append(
+                Example(
+                    row["text"],
+                    label,
+                    subtype_of(category) if label else "benign",
+                    stem,
+                    group,
+                    position,
+                    payload,
                 )
+            )
     return examples

@@ -46,6 +46,17 @@ def _training_windows(example: Example, text: str) -> list[tuple[int, int]]:
     sentences of a jailbreak are harmless alone), and long texts are subsampled."""
     length = len(text)
     chosen: set[tuple[int, int]] = set()
+    located = _payload_span(example, text)
+    if located is not None:
+        start, end = located
+        windows = runtime_windows(text, WINDOW_SCALES)
+        # the smallest windows that hold the whole injected instruction, and the sentences inside it
+        holding = [(a, b) for a, b in windows if a <= start and end <= b]
+        inside = [
+            (a, b) for a, b in sentence_windows(text, WINDOW_SCALES[0][0]) if start <= a and b <= end + 1
+        ]
+        shortest = min((b - a for a, b in holding), default=0)
+        return sorted({w for w in holding if w[1] - w[0] == shortest} | set(inside))
     if not example.label and length > WINDOW_SCALES[0][0]:
         sentences = sentence_windows(text, WINDOW_SCALES[0][0])
         if len(sentences) > MAX_WINDOWS_PER_SCALE:
@@ -62,6 +73,18 @@ def _training_windows(example: Example, text: str) -> list[tuple[int, int]]:
             bounds = [bounds[int(i * step)] for i in range(MAX_WINDOWS_PER_SCALE)]
         chosen.update(bounds)
     return sorted(chosen)
+
+
+def _payload_span(example: Example, text: str) -> tuple[int, int] | None:
+    """Where the example's injected instruction sits in this view of it, when the data says which it is."""
+    if not example.payload:
+        return None
+    views = normalize(example.payload).views
+    for view in views:
+        at = text.find(view.text)
+        if at >= 0 and view.text:
+            return at, at + len(view.text)
+    return None
 
 
 def to_rows(examples: Sequence[Example], spec: FeatureSpec, runtime: bool = False, chunk: int = 2000) -> Rows:
