@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vallum.detectors.patternset import PatternSet
 from vallum.detectors.rules import (
     RatedRule,
     bundled_rule_path,
+    compiled_in_re2,
     load_rule_file,
 )
 
@@ -45,12 +45,7 @@ class ActiveContentRule(_Rule):
     @field_validator("patterns")
     @classmethod
     def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in patterns:
-            try:
-                re2.compile(pattern)
-            except re2.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not valid RE2 syntax: {exc}") from exc
-        return patterns
+        return compiled_in_re2(patterns)
 
 
 class OutputRuleFile(BaseModel):

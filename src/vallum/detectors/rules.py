@@ -63,6 +63,16 @@ def ensure_unique(values: Iterable[str], what: str) -> None:
         seen.add(value)
 
 
+def compiled_in_re2(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """Rule patterns run on RE2 (linear time): one it cannot compile is a rule-file error, found at load."""
+    for pattern in patterns:
+        try:
+            re2.compile(pattern)
+        except re2.error as exc:
+            raise ValueError(f"pattern {pattern!r} is not valid RE2 syntax: {exc}") from exc
+    return patterns
+
+
 class Rule(RatedRule):
     id: str = Field(pattern=r"^VAL-[A-Z]{3}-\d{4}$")
     description: str = Field(min_length=1)
@@ -78,12 +88,7 @@ class Rule(RatedRule):
     @field_validator("patterns")
     @classmethod
     def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in patterns:
-            try:
-                re2.compile(pattern)
-            except re2.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not valid RE2 syntax: {exc}") from exc
-        return patterns
+        return compiled_in_re2(patterns)
 
     def applies_to(self, source: Source) -> bool:
         return self.sources is None or source in self.sources
