@@ -105,3 +105,12 @@ def test_stream_hold_back_is_bounded_and_released_when_not_a_placeholder() -> No
     assert restorer.feed(" and <EMAIL_") == " and "
     assert restorer.feed("9> x") == "<EMAIL_9> x"
     assert restorer.flush() == ""
+
+
+def test_a_successor_numbers_on_and_its_placeholders_are_not_restored_by_its_predecessor() -> None:
+    request = Vault()
+    first = request.placeholder("EMAIL", "a@example.com")
+    answer = request.successor()
+    second = answer.placeholder("EMAIL", "b@example.com")
+    assert (first, second) == ("<EMAIL_1>", "<EMAIL_2>")
+    assert request.restore(f"{first} {second}") == "a@example.com <EMAIL_2>"

@@ -65,6 +65,41 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--policy", type=Path)
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.set_defaults(run=_eval)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway: an OpenAI- and Anthropic-compatible proxy that applies policy",
+        description="Run the gateway. Everything beyond the listening address and one upstream comes from "
+        "the config file (see examples/gateway.yaml) and VALLUM_* environment variables.",
+    )
+    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: 8080)")
+    serve.add_argument(
+        "--upstream",
+        help="base URL of an OpenAI-compatible API serving every model, e.g. http://127.0.0.1:8001/v1",
+    )
+    serve.add_argument("--config", type=Path, help="gateway config YAML file")
+    serve.add_argument("--policy", type=Path, help="policy YAML file for callers without their own policy")
+    serve.add_argument("--shadow", action="store_true", default=None, help="record decisions, enforce none")
+    serve.set_defaults(run=_serve)
+
+    simulator = commands.add_parser(
+        "upstream-sim",
+        help="run a deterministic local OpenAI- and Anthropic-compatible LLM for tests and demos",
+        description="Echoes the last user message; #sim: directives in it script replies, tool calls and "
+        "faults (see the README).",
+    )
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=8001)
+    simulator.add_argument("--script", type=Path, help="YAML file of {match, reply | tool_call} rules")
+    simulator.set_defaults(run=_upstream_sim)
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="make a client API key for the gateway and print it with the digest its config stores",
+    )
+    keygen.add_argument("--id", default="my-app", help="a name for the key, used in events and logs")
+    keygen.set_defaults(run=_keygen)
     return parser
 
 
@@ -186,6 +221,49 @@ def _eval(args: argparse.Namespace) -> int:
                 f"{r.category:<12} {r.positives:>6} {r.negatives:>6} {r.recall:>8.3f} "
                 f"{r.false_positive_rate:>8.3f} {r.auc:>7.3f} {r.tpr_at_1pct_fpr:>10.3f}"
             )
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vallum.gateway.config import GatewayConfig, single_upstream
+    from vallum.gateway.server import serve
+
+    overrides: dict[str, object] = {"host": args.host, "port": args.port, "shadow": args.shadow}
+    config = GatewayConfig.load(args.config, **overrides)
+    changes: dict[str, object] = {}
+    if args.upstream:
+        # The command-line upstream serves whatever the config file does not route elsewhere.
+        upstreams, routes = single_upstream(args.upstream)
+        taken = {u.name for u in config.upstreams}
+        if "default" in taken:
+            raise _usage("--upstream adds an upstream named 'default', which the config file already has")
+        changes["upstreams"] = [*config.upstreams, *upstreams]
+        changes["routes"] = [*config.routes, *routes]
+    if args.policy:
+        changes["policies"] = {**config.policies, "default": args.policy}
+    if changes:
+        config = GatewayConfig.model_validate({**config.model_dump(), **changes})
+    if not config.upstreams:
+        raise _usage("no upstream: give --upstream URL or list upstreams in --config")
+    serve(config)
+    return EXIT_OK
+
+
+def _upstream_sim(args: argparse.Namespace) -> int:
+    from vallum.upstream_sim import serve
+
+    print(f"vallum upstream-sim on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    serve(args.host, args.port, str(args.script) if args.script else None)
+    return EXIT_OK
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from vallum.gateway.identity import new_key
+
+    key, digest = new_key()
+    print(f"key (give it to the client; it is not stored anywhere): {key}")
+    print("config entry:")
+    print(f"  - id: {args.id}\n    sha256: {digest}")
     return EXIT_OK
 
 

@@ -68,6 +68,15 @@ class Vault:
             self.remember(f"<{label}_{number}>", value, label)
         return self._by_value[key]
 
+    def successor(self) -> Vault:
+        """A vault for redactions that must stay redacted (in the model's answer): it numbers on from this
+        one, so its placeholders never collide with this vault's, which are the ones restored."""
+        self._check()
+        after = Vault(identity=self.identity, clock=self._clock, request_id=self.request_id + ".out")
+        after._expires_at = self._expires_at
+        after._counters = dict(self._counters)
+        return after
+
     def remember(self, replacement: str, original: str, label: str = "") -> None:
         """Record a replacement chosen elsewhere (a synthetic value, a hash token) for later restoring."""
         self._check()

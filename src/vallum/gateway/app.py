@@ -1,0 +1,432 @@
+"""The gateway's ASGI app: OpenAI- and Anthropic-compatible routes with policy applied at every step.
+
+One request: authenticate -> read and validate the body -> rate and budget limits -> route the model to
+an upstream -> Guard over every input message -> upstream -> Guard over the answer (incrementally when
+streamed, tool calls checked before they are forwarded) -> vault placeholders restored -> one event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from vallum.core.guard import Guard
+from vallum.core.types import Identity
+from vallum.gateway import slots as slot_maps
+from vallum.gateway.bodies import (
+    ChatBody,
+    CompletionBody,
+    EmbeddingBody,
+    MessagesBody,
+    Schema,
+    parse_json,
+    read_body,
+)
+from vallum.gateway.breaker import State
+from vallum.gateway.config import GatewayConfig
+from vallum.gateway.errors import Api, GatewayError
+from vallum.gateway.events import EventSink, JsonlSink, NullSink
+from vallum.gateway.identity import Caller, KeyRing, presented_key
+from vallum.gateway.inspection import StageRecord, fail_unscannable, inspect
+from vallum.gateway.limits import Limiter
+from vallum.gateway.metrics import GatewayMetrics
+from vallum.gateway.slots import Json, Slot, Unscannable
+from vallum.gateway.streams import OutputContext, relay_anthropic, relay_openai
+from vallum.gateway.upstream import UpstreamClient
+from vallum.vault import Vault
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SlotMap = Callable[[Json], list[Slot]]
+Relay = Callable[[httpx.Response, OutputContext], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str  # the upstream path below the base URL, and the route label in events and metrics
+    api: Api
+    schema: Schema
+    request_slots: SlotMap
+    response_slots: SlotMap | None  # None: the answer holds no text (embeddings)
+    relay: Relay | None  # None: the endpoint does not stream
+
+
+ENDPOINTS = {
+    "/v1/chat/completions": Endpoint(
+        "chat/completions", "openai", ChatBody, slot_maps.chat_request, slot_maps.chat_response, relay_openai
+    ),
+    "/v1/completions": Endpoint(
+        "completions",
+        "openai",
+        CompletionBody,
+        slot_maps.completion_request,
+        slot_maps.completion_response,
+        relay_openai,
+    ),
+    "/v1/embeddings": Endpoint(
+        "embeddings", "openai", EmbeddingBody, slot_maps.embedding_request, None, None
+    ),
+    "/v1/messages": Endpoint(
+        "messages",
+        "anthropic",
+        MessagesBody,
+        slot_maps.messages_request,
+        slot_maps.messages_response,
+        relay_anthropic,
+    ),
+}
+
+
+class ClientGone(Exception):
+    """The client disconnected while the gateway was waiting on the upstream."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's state on its way through the gateway; becomes its event."""
+
+    endpoint: Endpoint
+    started: float = field(default_factory=time.perf_counter)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    caller: Caller | None = None
+    model: str | None = None
+    upstream: str | None = None
+    stream: bool = False
+    input: StageRecord = field(default_factory=StageRecord)
+    output: StageRecord = field(default_factory=StageRecord)
+    upstream_ms: float = 0.0
+    status: int = 200
+    code: str | None = None
+    tokens: int = 0
+    policy_version: str | None = None
+
+    def event(self, shadow: bool) -> dict[str, Any]:
+        ident = self.caller.identity if self.caller else Identity()
+        return {
+            "id": self.id,
+            "time": time.time(),
+            "api": self.endpoint.api,
+            "route": self.endpoint.name,
+            "model": self.model,
+            "upstream": self.upstream,
+            "identity": {"tenant": ident.tenant, "user": ident.user, "api_key": ident.api_key_id},
+            "stream": self.stream,
+            "shadow": shadow,
+            "status": self.status,
+            "code": self.code,
+            "policy_version": self.policy_version,
+            "input": self.input.to_dict(),
+            "output": self.output.to_dict(),
+            "tokens": self.tokens,
+            "latency_ms": {
+                "guard": round(self.input.guard_ms + self.output.guard_ms, 3),
+                "upstream": round(self.upstream_ms, 3),
+                "total": round((time.perf_counter() - self.started) * 1000, 3),
+            },
+        }
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, sink: EventSink | None = None) -> None:
+        self.config = config
+        self.guards = {name: Guard(path) for name, path in config.policies.items()}
+        self.keys = KeyRing(config.keys)
+        self.limiter = Limiter()
+        self.metrics = GatewayMetrics()
+        self.sink: EventSink = sink or (
+            JsonlSink(config.events.path, config.events.queue_size)
+            if config.events.sink == "jsonl"
+            else NullSink()
+        )
+        self.http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256), timeout=None
+        )
+        self.upstreams = {u.name: UpstreamClient(u, self.http, self.metrics) for u in config.upstreams}
+        self.ready = False
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics_page),
+            Route("/v1/models", self.models),
+            *(Route(path, self._handler(endpoint), methods=["POST"]) for path, endpoint in ENDPOINTS.items()),
+        ]
+        return Starlette(routes=routes, lifespan=self._lifespan)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.ready = True
+        try:
+            yield
+        finally:
+            self.ready = False
+            await self.http.aclose()
+            self.sink.close()
+
+    # ---- operational routes ------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        open_circuits = [n for n, u in self.upstreams.items() if u.breaker.state is State.OPEN]
+        ready = self.ready and (not self.upstreams or len(open_circuits) < len(self.upstreams))
+        body = {"status": "ready" if ready else "not_ready", "open_circuits": open_circuits}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics_page(self, request: Request) -> Response:
+        self.metrics.events_dropped.set(self.sink.dropped)
+        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    async def models(self, request: Request) -> Response:
+        try:
+            caller = self._authenticate(request)
+        except GatewayError as exc:
+            return _error_response(exc, "openai")
+        found: dict[str, dict[str, object]] = {}
+        for route in self.config.routes:
+            if not any(ch in route.model for ch in "*?["):
+                found[route.model] = {"id": route.model, "object": "model", "owned_by": route.upstream}
+            else:
+                for model in await self.upstreams[route.upstream].list_models(dict(request.headers)):
+                    found.setdefault(str(model["id"]), model)
+        allowed = [m for name, m in found.items() if caller.key is None or caller.key.allows(name)]
+        return JSONResponse({"object": "list", "data": allowed})
+
+    # ---- the guarded API routes --------------------------------------------------------------------------
+
+    def _handler(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            exchange = Exchange(endpoint)
+            streaming = False
+            try:
+                response = await self._exchange(request, exchange)
+                streaming = isinstance(response, StreamingResponse)
+                return response
+            except GatewayError as exc:
+                exchange.status, exchange.code = exc.status, exc.code
+                return _error_response(exc, endpoint.api)
+            except ClientGone:
+                exchange.status, exchange.code = 499, "client_disconnected"
+                return Response(status_code=499)
+            finally:
+                if not streaming:  # a stream records itself when it ends
+                    self._record(exchange)
+
+        return handle
+
+    async def _exchange(self, request: Request, ex: Exchange) -> Response:
+        endpoint, config = ex.endpoint, self.config
+        ex.caller = caller = self._authenticate(request)
+        body = parse_json(
+            await read_body(request, config.limits), endpoint.schema, config.limits.max_messages
+        )
+        ex.model, ex.stream = body["model"], bool(body.get("stream"))
+        limit = caller.key.limits if caller.key and caller.key.limits else config.default_limits
+        if refusal := self.limiter.admit(caller.limit_key, limit):
+            message = (
+                "Too many requests for this identity."
+                if refusal.code == "rate_limited"
+                else ("This identity's token budget for today is spent.")
+            )
+            raise GatewayError(429, refusal.code, message, retry_after=refusal.retry_after)
+        if caller.key is not None and not caller.key.allows(body["model"]):
+            raise GatewayError(403, "model_not_allowed", f"This API key may not use model {body['model']!r}.")
+        routed = config.route(body["model"])
+        if routed is None:
+            raise GatewayError(404, "model_not_found", f"No upstream serves model {body['model']!r}.")
+        upstream_config, upstream_model = routed
+        upstream = self.upstreams[upstream_config.name]
+        ex.upstream = upstream_config.name
+        if endpoint.api == "anthropic" and upstream_config.kind == "azure":
+            raise GatewayError(
+                400, "wrong_api", f"Upstream {ex.upstream!r} does not speak the Anthropic API."
+            )
+        guard = self.guards[caller.policy]
+        ex.policy_version = guard.policy.label
+        vault = Vault(identity=caller.identity)
+        try:
+            request_slots = endpoint.request_slots(body)
+        except Unscannable as exc:
+            if refused := fail_unscannable(guard, str(exc)):
+                raise refused from None
+            request_slots = []
+        await inspect(
+            guard,
+            request_slots,
+            stage="input",
+            vault=vault,
+            identity=caller.identity,
+            enforce=not config.shadow,
+            record=ex.input,
+            metrics=self.metrics,
+            keep_text=config.events.text == "redacted",
+        )
+        body["model"] = upstream_model
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        headers = dict(request.headers)
+        sent = time.perf_counter()
+        response = await _unless_disconnected(
+            request, upstream.send(endpoint.name, upstream_model, payload, headers, stream=ex.stream)
+        )
+        ex.upstream_ms = (time.perf_counter() - sent) * 1000
+        self.metrics.upstream_seconds.labels(upstream_config.name).observe(ex.upstream_ms / 1000)
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            return self._upstream_error(response, ex)
+        if ex.stream and endpoint.relay is not None:
+            context = OutputContext(
+                guard=guard,
+                vault=vault,
+                output_vault=vault.successor(),
+                identity=caller.identity,
+                enforce=not config.shadow,
+                record=ex.output,
+                metrics=self.metrics,
+                holdback=config.stream_holdback,
+                keep_text=config.events.text == "redacted",
+                on_usage=lambda tokens: self._charge(ex, tokens),
+                upstream=upstream_config.name,
+            )
+            return StreamingResponse(
+                self._stream(endpoint.relay, response, context, ex, sent),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", "x-vallum-request-id": ex.id},
+            )
+        await response.aclose()
+        return await self._answer(response, ex, guard, vault)
+
+    async def _answer(self, response: httpx.Response, ex: Exchange, guard: Guard, vault: Vault) -> Response:
+        try:
+            answer = json.loads(response.content)
+        except ValueError:
+            raise self._garbage(ex) from None
+        if not isinstance(answer, dict):
+            raise self._garbage(ex)
+        assert ex.caller is not None
+        usage = answer.get("usage") or {}
+        if isinstance(usage, dict):
+            tokens = usage.get("total_tokens") or (
+                usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
+            )
+            self._charge(ex, int(tokens or 0))
+        response_slots = ex.endpoint.response_slots
+        if response_slots is not None:
+            await inspect(
+                guard,
+                response_slots(answer),
+                stage="output",
+                vault=vault.successor(),
+                identity=ex.caller.identity,
+                enforce=not self.config.shadow,
+                record=ex.output,
+                metrics=self.metrics,
+                keep_text=self.config.events.text == "redacted",
+            )
+            if len(vault):
+                for slot in response_slots(answer):
+                    slot.write(vault.restore(slot.text))
+        return JSONResponse(answer, headers={"x-vallum-request-id": ex.id})
+
+    async def _stream(
+        self, relay: Relay, response: httpx.Response, context: OutputContext, ex: Exchange, sent: float
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for piece in relay(response, context):
+                yield piece
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client hung up: Starlette cancels the stream (or, on ASGI 2.4 servers, drops the generator).
+            ex.status, ex.code = 499, "client_disconnected"
+            raise
+        finally:
+            ex.upstream_ms = (time.perf_counter() - sent) * 1000
+            if context.error is not None and ex.code is None:
+                ex.code = context.error.code
+            self._record(ex)  # before the await below, which a cancelled stream may not get past
+            await response.aclose()
+
+    def _upstream_error(self, response: httpx.Response, ex: Exchange) -> Response:
+        """An upstream's own error (a 4xx about the request, a 5xx after retries) goes to the client as sent."""
+        ex.status, ex.code = response.status_code, "upstream_error"
+        try:
+            json.loads(response.content)
+        except ValueError:
+            raise GatewayError(
+                502,
+                "upstream_invalid_response",
+                f"Upstream {ex.upstream!r} answered {response.status_code} without a JSON body.",
+            ) from None
+        return Response(response.content, status_code=response.status_code, media_type="application/json")
+
+    def _garbage(self, ex: Exchange) -> GatewayError:
+        self.metrics.upstream_errors.labels(ex.upstream or "-", "invalid_response").inc()
+        return GatewayError(
+            502,
+            "upstream_invalid_response",
+            f"Upstream {ex.upstream!r} answered with something that is not JSON.",
+        )
+
+    def _authenticate(self, request: Request) -> Caller:
+        presented = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        key = self.keys.find(presented) if presented else None
+        if key is None and self.config.keys_required:
+            code = "invalid_api_key" if presented else "missing_api_key"
+            raise GatewayError(
+                401, code, "A valid vallum API key is required (Authorization: Bearer or x-api-key)."
+            )
+        end_user = request.headers.get(self.config.end_user_header)
+        identity = Identity(
+            tenant=key.tenant if key else None,
+            user=end_user or (key.user if key else None),
+            api_key_id=key.id if key else None,
+        )
+        return Caller(identity, key)
+
+    def _charge(self, ex: Exchange, tokens: int) -> None:
+        ex.tokens += tokens
+        if ex.caller is not None:
+            self.limiter.charge(ex.caller.limit_key, tokens)
+
+    def _record(self, ex: Exchange) -> None:
+        self.metrics.requests.labels(ex.endpoint.name, str(ex.status)).inc()
+        self.sink.emit(ex.event(self.config.shadow))
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it (and so the upstream call) if the client goes away meanwhile."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientGone
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _error_response(error: GatewayError, api: Api) -> Response:
+    return JSONResponse(error.body(api), status_code=error.status, headers=error.headers())

@@ -1,0 +1,351 @@
+"""Relaying a streamed answer: text scanned incrementally with a bounded hold-back, tool calls held whole.
+
+Text deltas go through a `StreamScanner` per choice (OpenAI) or content block (Anthropic), so nothing is
+forwarded before it has been scanned together with what follows it (a secret split over two chunks is
+caught), then through the request's vault restorer. Tool-call arguments are collected until the call is
+complete and checked before any of it reaches the client. A block ends the stream with an error event
+in the API's own shape, which the official SDKs raise as an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from vallum.core.guard import Guard
+from vallum.core.streaming import StreamScanner
+from vallum.core.types import Action, Identity, Source
+from vallum.gateway.errors import GatewayError
+from vallum.gateway.inspection import StageRecord, inspect
+from vallum.gateway.metrics import GatewayMetrics
+from vallum.gateway.slots import Slot, leaf_slots
+from vallum.gateway.sse import encode, read_events
+from vallum.vault import StreamRestorer, Vault
+
+
+@dataclass(slots=True)
+class OutputContext:
+    guard: Guard
+    vault: Vault  # the request's: its placeholders are restored in the answer
+    output_vault: Vault  # the answer's own redactions, which are not
+    identity: Identity
+    enforce: bool
+    record: StageRecord
+    metrics: GatewayMetrics
+    holdback: int
+    keep_text: bool
+    on_usage: Callable[[int], None]
+    upstream: str
+    error: GatewayError | None = None  # how the stream ended, when it did not end well
+
+
+@dataclass(slots=True)
+class _TextStream:
+    """One choice's (or content block's) text on its way to the client."""
+
+    ctx: OutputContext
+    scanner: StreamScanner = field(init=False)
+    restorer: StreamRestorer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scanner = StreamScanner(
+            self.ctx.guard,
+            source=Source.MODEL_OUTPUT,
+            holdback=self.ctx.holdback,
+            vault=self.ctx.output_vault,
+        )
+        self.restorer = self.ctx.vault.stream_restorer()
+
+    def feed(self, text: str) -> str:
+        return self._forward(self.scanner.feed(text), text)
+
+    def finish(self) -> str:
+        return self._forward(self.scanner.finish(), "") + self.restorer.flush()
+
+    def _forward(self, step: Any, original: str) -> str:
+        ctx = self.ctx
+        if step.findings:
+            findings = list(step.findings)
+            for f in findings:
+                entry = f.to_dict()
+                entry.pop("evidence")
+                entry["where"] = "stream"
+                ctx.record.findings.append(entry)
+                if f.category not in ctx.record.categories and step.action is not Action.ALLOW:
+                    ctx.record.categories.append(f.category)
+        if step.action.rank > ctx.record.action.rank:
+            ctx.record.action = step.action
+            ctx.metrics.verdicts.labels("output", step.action.value).inc()
+        if not ctx.enforce:
+            return original  # shadow mode: recorded above, forwarded as the model wrote it
+        if step.stopped:
+            raise _blocked_stream(ctx)
+        return self.restorer.feed(step.text)
+
+
+def _blocked_stream(ctx: OutputContext) -> GatewayError:
+    return GatewayError(
+        403,
+        "output_blocked",
+        f"The model's answer was blocked by policy ({', '.join(ctx.record.categories) or 'policy'}).",
+        {
+            "categories": ctx.record.categories,
+            "findings": [
+                {"id": f["rule_id"] or f["detector"], "category": f["category"], "subtype": f["subtype"]}
+                for f in ctx.record.findings
+                if f["category"] in ctx.record.categories
+            ],
+            "policy_version": ctx.guard.policy.label,
+        },
+    )
+
+
+async def _check_tool_slots(ctx: OutputContext, slots: list[Slot]) -> None:
+    await inspect(
+        ctx.guard,
+        slots,
+        stage="output",
+        vault=ctx.output_vault,
+        identity=ctx.identity,
+        enforce=ctx.enforce,
+        record=ctx.record,
+        metrics=ctx.metrics,
+        keep_text=ctx.keep_text,
+    )
+
+
+def _broken(ctx: OutputContext, what: str) -> GatewayError:
+    ctx.metrics.upstream_errors.labels(ctx.upstream, "stream").inc()
+    return GatewayError(502, "upstream_stream_broken", f"The upstream's stream {what}.")
+
+
+def _timed_out(ctx: OutputContext) -> GatewayError:
+    ctx.metrics.upstream_errors.labels(ctx.upstream, "timeout").inc()
+    return GatewayError(504, "upstream_timeout", "The upstream stopped sending in the middle of its answer.")
+
+
+# ---- OpenAI -----------------------------------------------------------------------------------------------
+
+
+async def relay_openai(response: httpx.Response, ctx: OutputContext) -> AsyncIterator[bytes]:
+    texts: dict[int, _TextStream] = {}
+    calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> tool-call index -> the call so far
+    template: dict[str, Any] = {}
+    done = False
+    try:
+        async for event in read_events(response.aiter_lines()):
+            if event.data.strip() == "[DONE]":
+                done = True
+                break
+            try:
+                chunk = json.loads(event.data)
+            except ValueError:
+                raise _broken(ctx, "sent something that is not JSON") from None
+            if not isinstance(chunk, dict):
+                raise _broken(ctx, "sent something that is not a chunk object")
+            if "error" in chunk:
+                yield encode(chunk)
+                return
+            template = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+            if isinstance(usage := chunk.get("usage"), dict):
+                ctx.on_usage(int(usage.get("total_tokens") or 0))
+            out_choices = []
+            for choice in chunk.get("choices") or []:
+                out = await _openai_choice(choice, texts, calls, ctx)
+                if out is not None:
+                    out_choices.append(out)
+            if out_choices or chunk.get("usage"):
+                yield encode({**chunk, "choices": out_choices})
+        if not done:
+            raise _broken(ctx, "ended before it was complete")
+        # Choices that never sent finish_reason still have held-back text to release.
+        for index, text in texts.items():
+            if rest := text.finish():
+                yield encode({**template, "choices": [{"index": index, "delta": {"content": rest}}]})
+        yield encode("[DONE]")
+    except GatewayError as exc:
+        ctx.error = exc
+        yield encode(exc.body("openai"))
+    except httpx.TimeoutException:
+        ctx.error = _timed_out(ctx)
+        yield encode(ctx.error.body("openai"))
+    except httpx.HTTPError:
+        ctx.error = _broken(ctx, "was cut off")
+        yield encode(ctx.error.body("openai"))
+
+
+async def _openai_choice(
+    choice: Any,
+    texts: dict[int, _TextStream],
+    calls: dict[int, dict[int, dict[str, Any]]],
+    ctx: OutputContext,
+) -> dict[str, Any] | None:
+    if not isinstance(choice, dict):
+        raise _broken(ctx, "sent a malformed choice")
+    index = int(choice.get("index") or 0)
+    delta = dict(choice.get("delta") or {})
+    text = texts.get(index)
+    if text is None:
+        text = texts[index] = _TextStream(ctx)
+    if isinstance(content := delta.get("content"), str):
+        delta["content"] = text.feed(content)
+    for call in delta.pop("tool_calls", None) or []:
+        _merge_tool_call(calls.setdefault(index, {}), call)
+    finish = choice.get("finish_reason")
+    if finish is not None:
+        rest = text.finish()
+        if rest:
+            delta["content"] = delta.get("content", "") + rest
+        complete = calls.pop(index, {})
+        if complete:
+            slots = [
+                s
+                for k, call in sorted(complete.items())
+                for s in _function_argument_slots(call, f"choices[{index}].tool_calls[{k}]")
+            ]
+            await _check_tool_slots(ctx, slots)
+            delta["tool_calls"] = [call for _, call in sorted(complete.items())]
+    meaningful = delta.get("content") or delta.get("role") or delta.get("tool_calls") or finish is not None
+    if not meaningful:
+        return None
+    return {**choice, "delta": delta}
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
+    if not isinstance(delta, dict):
+        return
+    index = int(delta.get("index") or 0)
+    call = calls.setdefault(
+        index, {"index": index, "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if delta.get("id"):
+        call["id"] = delta["id"]
+    if delta.get("type"):
+        call["type"] = delta["type"]
+    function = delta.get("function") or {}
+    if isinstance(function, dict):
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
+
+
+def _function_argument_slots(call: dict[str, Any], where: str) -> list[Slot]:
+    function = call["function"]
+
+    def write(text: str) -> None:
+        try:
+            json.loads(text)
+        except ValueError:
+            text = json.dumps({"redacted": text})
+        function["arguments"] = text
+
+    return [Slot(Source.TOOL_CALL, function["arguments"], write, f"{where}.function.arguments")]
+
+
+# ---- Anthropic --------------------------------------------------------------------------------------------
+
+
+async def relay_anthropic(response: httpx.Response, ctx: OutputContext) -> AsyncIterator[bytes]:
+    texts: dict[int, _TextStream] = {}
+    tools: dict[int, dict[str, Any]] = {}  # block index -> {"block": start block, "json": argument text}
+    stopped = False
+    try:
+        async for event in read_events(response.aiter_lines()):
+            try:
+                data = json.loads(event.data)
+            except ValueError:
+                raise _broken(ctx, "sent something that is not JSON") from None
+            if not isinstance(data, dict):
+                raise _broken(ctx, "sent something that is not an event object")
+            kind = event.event or data.get("type")
+            if kind == "error":
+                yield encode(data, "error")
+                return
+            for out in await _anthropic_event(kind, data, texts, tools, ctx):
+                yield encode(out, out["type"])
+            if kind == "message_stop":
+                stopped = True
+                break
+        if not stopped:
+            raise _broken(ctx, "ended before message_stop")
+    except GatewayError as exc:
+        ctx.error = exc
+        yield encode(exc.body("anthropic"), "error")
+    except httpx.TimeoutException:
+        ctx.error = _timed_out(ctx)
+        yield encode(ctx.error.body("anthropic"), "error")
+    except httpx.HTTPError:
+        ctx.error = _broken(ctx, "was cut off")
+        yield encode(ctx.error.body("anthropic"), "error")
+
+
+async def _anthropic_event(
+    kind: str | None,
+    data: dict[str, Any],
+    texts: dict[int, _TextStream],
+    tools: dict[int, dict[str, Any]],
+    ctx: OutputContext,
+) -> list[dict[str, Any]]:
+    index = int(data.get("index") or 0)
+    if kind == "content_block_start":
+        block = data.get("content_block") or {}
+        if block.get("type") == "tool_use":
+            tools[index] = {"block": block, "json": ""}
+            return []  # announced once its input is complete and checked
+        if block.get("type") == "text":
+            texts[index] = _TextStream(ctx)
+        return [data]
+    if kind == "content_block_delta":
+        delta = data.get("delta") or {}
+        if delta.get("type") == "text_delta" and index in texts:
+            released = texts[index].feed(str(delta.get("text") or ""))
+            return [{**data, "delta": {**delta, "text": released}}] if released else []
+        if delta.get("type") == "input_json_delta" and index in tools:
+            tools[index]["json"] += str(delta.get("partial_json") or "")
+            return []
+        return [data]
+    if kind == "content_block_stop":
+        if index in texts:
+            rest = texts.pop(index).finish()
+            before = [_text_delta(index, rest)] if rest else []
+            return [*before, data]
+        if index in tools:
+            return await _complete_tool_use(index, tools.pop(index), data, ctx)
+        return [data]
+    if kind == "message_delta":
+        usage = data.get("usage") or {}
+        ctx.on_usage(int(usage.get("output_tokens") or 0) + int(usage.get("input_tokens") or 0))
+    elif kind == "message_start":
+        usage = (data.get("message") or {}).get("usage") or {}
+        ctx.on_usage(int(usage.get("input_tokens") or 0))
+    return [data]
+
+
+def _text_delta(index: int, text: str) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
+
+
+async def _complete_tool_use(
+    index: int, pending: dict[str, Any], stop: dict[str, Any], ctx: OutputContext
+) -> list[dict[str, Any]]:
+    raw = pending["json"] or "{}"
+    try:
+        arguments = json.loads(raw)
+    except ValueError:
+        raise _broken(ctx, "sent tool input that is not JSON") from None
+    holder = {"input": arguments}
+    await _check_tool_slots(ctx, list(leaf_slots(holder, Source.TOOL_CALL, f"content[{index}]")))
+    start = {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": {**pending["block"], "input": {}},
+    }
+    delta = {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "input_json_delta", "partial_json": json.dumps(holder["input"])},
+    }
+    return [start, delta, stop]

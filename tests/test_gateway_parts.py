@@ -1,0 +1,184 @@
+"""The gateway's small parts on their own: configuration, keys, limits, the circuit breaker, SSE, slots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vallum.core.types import Source
+from vallum.gateway import slots
+from vallum.gateway.breaker import CircuitBreaker, State
+from vallum.gateway.config import ConfigError, GatewayConfig, RateLimit
+from vallum.gateway.identity import KeyRing, digest, new_key, presented_key
+from vallum.gateway.limits import Limiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def config(**fields: object) -> GatewayConfig:
+    base: dict[str, object] = {
+        "upstreams": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}],
+        "routes": [
+            {"model": "gpt-*", "upstream": "a", "upstream_model": "gpt-renamed"},
+            {"model": "*", "upstream": "a"},
+        ],
+    }
+    return GatewayConfig.model_validate({**base, **fields})
+
+
+def test_routes_match_in_order_and_may_rename_the_model() -> None:
+    cfg = config()
+    assert cfg.route("gpt-4o") is not None and cfg.route("gpt-4o")[1] == "gpt-renamed"  # type: ignore[index]
+    assert cfg.route("llama3")[1] == "llama3"  # type: ignore[index]
+
+
+def test_a_route_to_an_unknown_upstream_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="unknown upstream 'b'"):
+        config(routes=[{"model": "*", "upstream": "b"}])
+
+
+def test_keys_are_optional_only_on_loopback_without_configured_keys() -> None:
+    assert not config().keys_required
+    assert config(host="0.0.0.0").keys_required
+    assert config(keys=[{"id": "k", "sha256": digest("x")}]).keys_required
+    with pytest.raises(ValueError, match="refused on a non-loopback host"):
+        config(host="0.0.0.0", require_keys="never")
+
+
+def test_config_file_errors_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("upstreams:\n  - name: a\n    base_url: http://x/v1\n    retries: many\n")
+    with pytest.raises(ConfigError, match=r"upstreams\.0\.retries"):
+        GatewayConfig.load(path)
+
+
+def test_an_upstream_key_comes_from_the_environment_and_a_missing_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upstream = config(
+        upstreams=[{"name": "a", "base_url": "http://x/v1", "api_key_env": "VALLUM_TEST_KEY"}]
+    ).upstreams[0]
+    monkeypatch.setenv("VALLUM_TEST_KEY", "sk-from-env")
+    assert upstream.api_key() == "sk-from-env"
+    monkeypatch.delenv("VALLUM_TEST_KEY")
+    with pytest.raises(ConfigError, match="VALLUM_TEST_KEY is not set"):
+        upstream.api_key()
+
+
+def test_a_new_key_is_found_by_its_digest_only() -> None:
+    key, key_digest = new_key()
+    ring = KeyRing(config(keys=[{"id": "app", "sha256": key_digest}]).keys)
+    found = ring.find(key)
+    assert found is not None and found.id == "app"
+    assert ring.find(key + "x") is None
+    assert key not in repr(found)
+
+
+def test_the_presented_key_comes_from_either_sdk_header() -> None:
+    assert presented_key("Bearer vk-1", None) == "vk-1"
+    assert presented_key(None, "vk-2") == "vk-2"
+    assert presented_key("Basic abc", None) is None
+
+
+def test_the_request_rate_refills_over_time() -> None:
+    clock = Clock()
+    limiter = Limiter(clock=clock, wall=clock)
+    limit = RateLimit(requests_per_minute=6)  # a burst of one, then one every ten seconds
+    assert limiter.admit("u", limit) is None
+    refusal = limiter.admit("u", limit)
+    assert refusal is not None and refusal.code == "rate_limited" and refusal.retry_after == pytest.approx(10)
+    clock.now += 10
+    assert limiter.admit("u", limit) is None
+    assert limiter.admit("other", limit) is None  # each identity has its own allowance
+
+
+def test_the_token_budget_resets_each_day() -> None:
+    clock = Clock()
+    limiter = Limiter(clock=clock, wall=clock)
+    limit = RateLimit(tokens_per_day=100)
+    limiter.charge("u", 100)
+    refusal = limiter.admit("u", limit)
+    assert refusal is not None and refusal.code == "budget_exceeded"
+    clock.now += 86_400
+    assert limiter.admit("u", limit) is None
+
+
+def test_the_breaker_opens_after_consecutive_failures_and_tries_once_after_reset() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=2, reset_s=30, clock=clock)
+    breaker.failure()
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state is State.OPEN and not breaker.allow()
+    clock.now += 30
+    assert breaker.allow() and not breaker.allow()  # one trial request at a time
+    breaker.failure()
+    assert breaker.state is State.OPEN
+    clock.now += 30
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is State.CLOSED and breaker.allow()
+
+
+def test_chat_slots_cover_every_role_and_tool_call_and_write_back() -> None:
+    body = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {}}],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "1", "content": "result"},
+        ]
+    }
+    found = slots.chat_request(body)
+    assert [(s.source, s.text) for s in found] == [
+        (Source.SYSTEM, "Be brief."),
+        (Source.USER, "hi"),
+        (Source.TOOL_CALL, '{"a": 1}'),
+        (Source.TOOL_RESULT, "result"),
+    ]
+    found[1].write("HI")
+    found[2].write("not json")  # a redaction that broke the JSON still leaves valid JSON behind
+    assert body["messages"][1]["content"][0]["text"] == "HI"  # type: ignore[index]
+    assert body["messages"][2]["tool_calls"][0]["function"]["arguments"] == '{"redacted": "not json"}'  # type: ignore[index]
+
+
+def test_anthropic_slots_include_system_blocks_tool_results_and_tool_inputs() -> None:
+    body = {
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t", "content": "page text"}],
+            },
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"q": ["x"]}}],
+            },
+        ],
+    }
+    assert [(s.source, s.text) for s in slots.messages_request(body)] == [
+        (Source.SYSTEM, "Be brief."),
+        (Source.TOOL_RESULT, "page text"),
+        (Source.TOOL_CALL, "x"),
+    ]
+
+
+def test_token_id_prompts_are_reported_as_unscannable() -> None:
+    with pytest.raises(slots.Unscannable):
+        slots.embedding_request({"input": [[1, 2, 3]]})
