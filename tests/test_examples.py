@@ -27,3 +27,20 @@ def test_example_prompts_give_the_verdicts_shown_in_the_readme(tmp_path, capsys)
     assert actions[1] == actions[3] == actions[7] == "allow"  # benign, incl. "ignore case" and German
     assert actions[2] == actions[4] == actions[6] == actions[8] == "block"  # direct, DAN, Spanish, base64
     assert actions[5] == "block"  # an instruction planted in a retrieved document
+
+
+def test_example_gateway_config_routes_each_provider(monkeypatch):
+    from vallum.gateway.config import GatewayConfig
+
+    monkeypatch.chdir(EXAMPLES.parent)  # the config names examples/policy.yaml relative to the repo
+    config = GatewayConfig.load(EXAMPLES / "gateway.yaml")
+    routed = {
+        model: config.route(model) for model in ("gpt-4o", "claude-3-5-sonnet", "azure-gpt-4o", "llama3")
+    }
+    assert {m: (r[0].name, r[1]) for m, r in routed.items() if r} == {
+        "gpt-4o": ("openai", "gpt-4o"),
+        "claude-3-5-sonnet": ("anthropic", "claude-3-5-sonnet"),
+        "azure-gpt-4o": ("azure", "my-gpt4o-deployment"),
+        "llama3": ("local", "llama3"),
+    }
+    assert config.keys_required and config.keys[0].policy == "strict"
