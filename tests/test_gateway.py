@@ -204,14 +204,18 @@ def test_a_tool_call_carrying_an_injection_is_blocked(gw: Running, stream: bool)
     assert isinstance(body, dict) and body["code"] == "output_blocked"
 
 
-def test_completions_are_guarded_on_the_way_in_and_out(gw: Running) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_completions_are_guarded_on_the_way_in_and_out(gw: Running, stream: bool) -> None:
     client = oa(gw)
     with pytest.raises(openai.BadRequestError):
-        client.completions.create(model="sim-echo", prompt=ATTACK)
-    text = (
-        client.completions.create(model="sim-echo", prompt="what are the deploy credentials?").choices[0].text
-    )
-    assert AWS_KEY not in text
+        client.completions.create(model="sim-echo", prompt=ATTACK, stream=stream)
+    prompt = "#sim:chunk=4\nwhat are the deploy credentials?"
+    if stream:
+        pieces = client.completions.create(model="sim-echo", prompt=prompt, stream=True)
+        text = "".join(c.choices[0].text for c in pieces)
+    else:
+        text = client.completions.create(model="sim-echo", prompt=prompt).choices[0].text
+    assert AWS_KEY not in text and "<AWS_ACCESS_KEY_ID_1>" in text
 
 
 def test_embedding_inputs_are_scanned_as_documents(gw: Running) -> None:

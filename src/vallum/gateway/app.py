@@ -299,6 +299,7 @@ class Gateway:
                 record=ex.output,
                 metrics=self.metrics,
                 holdback=config.stream_holdback,
+                min_step=config.stream_min_step,
                 keep_text=config.events.text == "redacted",
                 on_usage=lambda tokens: self._charge(ex, tokens),
                 upstream=upstream_config.name,

@@ -115,6 +115,9 @@ class GatewayConfig(_Strict):
     default_limits: RateLimit = Field(default_factory=RateLimit)  # per identity, for keys without their own
     shadow: bool = False  # decide and record, but never block or rewrite
     stream_holdback: int = Field(128, ge=1)
+    # New streamed text is scanned once this much waits beyond the hold-back: smaller gives earlier first
+    # tokens on slow upstreams, at more rescanning (about (2 * 128 + step) / step times the text).
+    stream_min_step: int = Field(256, ge=1)
     limits: Limits = Field(default_factory=Limits)
     events: Events = Field(default_factory=Events)
     drain_s: float = Field(30.0, ge=0)  # how long shutdown waits for open streams

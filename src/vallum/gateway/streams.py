@@ -37,6 +37,7 @@ class OutputContext:
     record: StageRecord
     metrics: GatewayMetrics
     holdback: int
+    min_step: int
     keep_text: bool
     on_usage: Callable[[int], None]
     upstream: str
@@ -163,9 +164,15 @@ async def relay_openai(response: httpx.Response, ctx: OutputContext) -> AsyncIte
         if not done:
             raise _broken(ctx, "ended before it was complete")
         # Choices that never sent finish_reason still have held-back text to release.
+        is_chat = template.get("object") != "text_completion"
         for index, text in texts.items():
             if rest := text.finish():
-                yield encode({**template, "choices": [{"index": index, "delta": {"content": rest}}]})
+                piece = (
+                    {"index": index, "delta": {"content": rest}}
+                    if is_chat
+                    else {"index": index, "text": rest}
+                )
+                yield encode({**template, "choices": [piece]})
         yield encode("[DONE]")
     except GatewayError as exc:
         ctx.error = exc
@@ -184,22 +191,24 @@ async def _openai_choice(
     calls: dict[int, dict[int, dict[str, Any]]],
     ctx: OutputContext,
 ) -> dict[str, Any] | None:
+    """One choice of a chunk as the client may see it: chat chunks carry `delta`, completion chunks `text`."""
     if not isinstance(choice, dict):
         raise _broken(ctx, "sent a malformed choice")
     index = int(choice.get("index") or 0)
-    delta = dict(choice.get("delta") or {})
+    is_chat = "delta" in choice or "text" not in choice
+    holder = dict(choice.get("delta") or {}) if is_chat else dict(choice)
+    field = "content" if is_chat else "text"
     text = texts.get(index)
     if text is None:
         text = texts[index] = _TextStream(ctx)
-    if isinstance(content := delta.get("content"), str):
-        delta["content"] = text.feed(content)
-    for call in delta.pop("tool_calls", None) or []:
+    if isinstance(written := holder.get(field), str):
+        holder[field] = text.feed(written)
+    for call in holder.pop("tool_calls", None) or []:
         _merge_tool_call(calls.setdefault(index, {}), call)
     finish = choice.get("finish_reason")
     if finish is not None:
-        rest = text.finish()
-        if rest:
-            delta["content"] = delta.get("content", "") + rest
+        if rest := texts.pop(index).finish():
+            holder[field] = (holder.get(field) or "") + rest
         complete = calls.pop(index, {})
         if complete:
             slots = [
@@ -208,11 +217,10 @@ async def _openai_choice(
                 for s in _function_argument_slots(call, f"choices[{index}].tool_calls[{k}]")
             ]
             await _check_tool_slots(ctx, slots)
-            delta["tool_calls"] = [call for _, call in sorted(complete.items())]
-    meaningful = delta.get("content") or delta.get("role") or delta.get("tool_calls") or finish is not None
-    if not meaningful:
+            holder["tool_calls"] = [call for _, call in sorted(complete.items())]
+    if not (holder.get(field) or holder.get("role") or holder.get("tool_calls") or finish is not None):
         return None
-    return {**choice, "delta": delta}
+    return {**choice, "delta": holder} if is_chat else holder
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
