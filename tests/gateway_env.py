@@ -24,11 +24,13 @@ class Running:
     events_path: Path
 
     def events(self) -> list[dict[str, Any]]:
-        self.gateway.sink.close()  # drains the writer thread; a closed sink is reopened below
-        lines = self.events_path.read_text(encoding="utf-8").splitlines() if self.events_path.exists() else []
         from vallum.gateway.events import JsonlSink
 
-        self.gateway.sink = JsonlSink(self.events_path)
+        # A fresh sink takes over before the old one is closed (which writes out what it queued): an event
+        # emitted in between would otherwise sit on a closed sink's queue, never written.
+        old, self.gateway.sink = self.gateway.sink, JsonlSink(self.events_path)
+        old.close()
+        lines = self.events_path.read_text(encoding="utf-8").splitlines() if self.events_path.exists() else []
         return [json.loads(line) for line in lines]
 
     def upstream_requests(self) -> list[dict[str, Any]]:

@@ -40,6 +40,10 @@ class CircuitBreaker:
     def retry_after(self) -> float:
         return max(0.0, self.reset_s - (self._clock() - self._opened_at))
 
+    def abandon(self) -> None:
+        """The trial request ended without success or failure: the next request may be the trial."""
+        self._trial_running = False
+
     def success(self) -> None:
         self._state, self._consecutive, self._trial_running = State.CLOSED, 0, False
 

@@ -12,7 +12,7 @@ import logging
 
 import httpx
 
-from vallum.gateway.breaker import CircuitBreaker
+from vallum.gateway.breaker import CircuitBreaker, State
 from vallum.gateway.config import Upstream
 from vallum.gateway.errors import GatewayError
 from vallum.gateway.metrics import GatewayMetrics
@@ -61,6 +61,7 @@ class UpstreamClient:
     ) -> httpx.Response:
         """The upstream's response (its body unread when `stream`); the caller closes it."""
         name = self.upstream.name
+        trial = self.breaker.state is State.HALF_OPEN  # allowed through, this request is the one trial
         if not self.breaker.allow():
             raise GatewayError(
                 503,
@@ -68,6 +69,19 @@ class UpstreamClient:
                 f"Upstream {name!r} is failing; requests are paused for a moment.",
                 retry_after=self.breaker.retry_after(),
             )
+        try:
+            return await self._send(endpoint, model, body, incoming, stream=stream)
+        except BaseException:
+            # A trial that ends without a verdict on the upstream (its client hung up, say) must make way
+            # for another, or the half-open circuit would let nothing through ever again.
+            if trial:
+                self.breaker.abandon()
+            raise
+
+    async def _send(
+        self, endpoint: str, model: str, body: bytes, incoming: dict[str, str], *, stream: bool
+    ) -> httpx.Response:
+        name = self.upstream.name
         request = self._http.build_request(
             "POST",
             self.url(endpoint, model),
