@@ -79,6 +79,7 @@ class InjectionClassifier:
         local = np.concatenate(per_view)  # window bounds inside their view
         bounds = local + grams.offsets[view_of][:, None]
         margins = self.model.window_margins(grams, bounds)
+        margins = self.model.damp_repetition(grams, bounds, margins, self._lowest_threshold(paranoia))
         owner = np.asarray([index for index, _ in views], dtype=np.int64)[view_of]
         best = np.full(len(texts), -1, dtype=np.int64)
         order = np.lexsort((margins, owner))  # by text, then margin ascending: each text's last is its best
@@ -103,6 +104,12 @@ class InjectionClassifier:
             )
             results[index].append(self._finding(text, window.view, start, end, score, subtype))
         return results
+
+    def _lowest_threshold(self, paranoia: int) -> float:
+        """The smallest margin that could give a score of `min_score` for any source at this paranoia."""
+        p = min(max(self.min_score, 1e-6), 1 - 1e-6)
+        logit = float(np.log(p / (1 - p)))
+        return min(self.model.threshold(g, paranoia) for g in self.model.source_groups) + logit
 
     def _finding(
         self, text: NormalizedText, view: View, start: int, end: int, score: float, subtype: str

@@ -28,6 +28,10 @@ from vallum.text.chunking import chunks
 F32 = npt.NDArray[np.float32]
 PARANOIA_LEVELS = (1, 2, 3, 4)
 FORMAT_VERSION = 2
+# A window whose n-gram occurrences are less than this fraction distinct is one phrase said over and over
+# (prose and attacks alike sit above 0.45). Summed weights grow with the square root of the repetitions,
+# so such a window is scored as if each n-gram occurred once.
+REPETITIVE_BELOW = 0.3
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,28 @@ class LinearModel:
         counts = count_sum[end] - count_sum[start]
         sums = weight_sum[end] - weight_sum[start]
         return np.asarray(sums / np.sqrt(np.maximum(counts, 1)) + self.bias, dtype=np.float64)
+
+    def damp_repetition(
+        self, grams: NGrams, windows: I64, margins: npt.NDArray[np.float64], above: float
+    ) -> npt.NDArray[np.float64]:
+        """`margins`, with repetitive windows among those at or over `above` scored on distinct n-grams.
+
+        Only windows that would fire are looked at, so benign traffic almost never pays for it.
+        """
+        firing = np.flatnonzero(margins >= above)
+        if len(firing) == 0:
+            return margins
+        order = np.argsort(grams.position, kind="stable")
+        position, bucket = grams.position[order], grams.bucket[order]
+        damped = margins.copy()
+        for i in firing:
+            lo, hi = np.searchsorted(position, windows[i])
+            inside = bucket[lo:hi]
+            distinct = np.unique(inside)
+            if len(inside) and len(distinct) < REPETITIVE_BELOW * len(inside):
+                once = float(self.weights[distinct].sum() / np.sqrt(len(distinct)) + self.bias)
+                damped[i] = min(margins[i], once)
+        return damped
 
     def subtype(self, grams: NGrams, start: int, end: int) -> str:
         """Most likely kind for one window (called only for windows that fired)."""
