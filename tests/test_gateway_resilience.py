@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -574,3 +575,27 @@ def refuses_connections(url: str) -> bool:
 def test_a_fractional_drain_time_is_rounded_up_for_uvicorn() -> None:
     # uvicorn takes whole seconds; rounding 0.5 down would cancel every open stream at once.
     assert uvicorn_options(GatewayConfig(drain_s=0.5))["timeout_graceful_shutdown"] == 1
+
+
+def test_requests_over_the_in_flight_limit_are_shed_with_503(tmp_path: Path) -> None:
+    with running_gateway(tmp_path, limits={"max_in_flight": 1}) as gw:
+        hanging = threading.Thread(
+            target=lambda: httpx.post(
+                f"{gw.url}/v1/chat/completions",
+                json={"model": "sim-echo", "messages": [{"role": "user", "content": "#sim:delay=1\nHi"}]},
+                timeout=5,
+            )
+        )
+        hanging.start()
+        time.sleep(0.3)
+        shed = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "sim-echo", "messages": []})
+        health = httpx.get(f"{gw.url}/healthz")
+        hanging.join()
+        after = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            json={"model": "sim-echo", "messages": [{"role": "user", "content": "Hi"}]},
+        )
+    assert shed.status_code == 503 and shed.json()["error"]["code"] == "overloaded"
+    assert shed.headers["retry-after"] == "1"
+    assert health.status_code == 200  # operational routes are never shed
+    assert after.status_code == 200

@@ -119,6 +119,13 @@ def test_small_chunks_are_batched_into_scans_of_at_least_min_step():
     assert len(scans) <= len(text) // 100 + 2
 
 
+def test_the_first_release_waits_only_for_the_hold_back_and_the_first_step():
+    scanner = StreamScanner(guard("flag"), holdback=16, min_step=100, first_step=4)
+    assert scanner.feed("0123456789abcdef").text == ""  # all of it is still hold-back
+    assert scanner.feed("ghij").text == "0123"  # hold-back + first_step waiting: the first words go out
+    assert scanner.feed("k" * 50).text == ""  # from then on, min_step
+
+
 def test_invalid_window_sizes_are_rejected():
     with pytest.raises(ValueError):
         StreamScanner(guard("flag"), holdback=0)

@@ -38,12 +38,16 @@ class StreamScanner:
         holdback: int = DEFAULT_HOLDBACK,
         context: int = DEFAULT_CONTEXT,
         min_step: int = DEFAULT_MIN_STEP,
+        first_step: int | None = None,
         vault: Vault | None = None,
     ) -> None:
-        if holdback < 1 or context < 0 or min_step < 1:
-            raise ValueError("holdback and min_step must be >= 1 and context >= 0")
+        """`first_step` (default `min_step`) is the step before the first release: smaller gets the first
+        words to a reader sooner, at the price of one more scan per stream."""
+        first_step = min_step if first_step is None else first_step
+        if holdback < 1 or context < 0 or min_step < 1 or first_step < 1:
+            raise ValueError("holdback, min_step and first_step must be >= 1 and context >= 0")
         self.guard, self.source, self.vault = guard, source, vault
-        self.holdback, self.context, self.min_step = holdback, context, min_step
+        self.holdback, self.context, self.min_step, self.first_step = holdback, context, min_step, first_step
         self._released = ""  # tail of released original text, kept for detection context only
         self._released_total = 0  # characters released so far (stream offset of _pending[0])
         self._pending = ""
@@ -55,7 +59,8 @@ class StreamScanner:
         if self.stopped:
             return StreamStep("", self.action, (), True)
         self._pending += chunk
-        if len(self._pending) < self.holdback + self.min_step:
+        step = self.min_step if self._released_total else self.first_step
+        if len(self._pending) < self.holdback + step:
             return StreamStep("", self.action, (), False)
         return self._step(final=False)
 

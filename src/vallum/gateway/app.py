@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from vallum.core.guard import Guard
 from vallum.core.types import Identity
@@ -43,6 +44,7 @@ from vallum.gateway.identity import Caller, KeyRing, presented_key
 from vallum.gateway.inspection import StageRecord, fail_unscannable, inspect
 from vallum.gateway.limits import Limiter
 from vallum.gateway.metrics import GatewayMetrics
+from vallum.gateway.shedding import InFlightLimit
 from vallum.gateway.slots import Json, Slot, Unscannable
 from vallum.gateway.streams import OutputContext, relay_anthropic, relay_openai
 from vallum.gateway.upstream import UpstreamClient
@@ -152,12 +154,13 @@ class Gateway:
             else NullSink()
         )
         self.http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256), timeout=None
+            limits=httpx.Limits(max_connections=config.limits.max_in_flight, max_keepalive_connections=256),
+            timeout=None,
         )
         self.upstreams = {u.name: UpstreamClient(u, self.http, self.metrics) for u in config.upstreams}
         self.ready = False
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
         routes = [
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
@@ -165,7 +168,10 @@ class Gateway:
             Route("/v1/models", self.models),
             *(Route(path, self._handler(endpoint), methods=["POST"]) for path, endpoint in ENDPOINTS.items()),
         ]
-        return Starlette(routes=routes, lifespan=self._lifespan)
+        self.shedding = InFlightLimit(
+            Starlette(routes=routes, lifespan=self._lifespan), self.config.limits.max_in_flight, self.metrics
+        )
+        return self.shedding
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -300,6 +306,7 @@ class Gateway:
                 metrics=self.metrics,
                 holdback=config.stream_holdback,
                 min_step=config.stream_min_step,
+                first_step=config.stream_first_step,
                 keep_text=config.events.text == "redacted",
                 on_usage=lambda tokens: self._charge(ex, tokens),
                 upstream=upstream_config.name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -87,6 +88,9 @@ class ClientKey(_Strict):
 
 
 class Limits(_Strict):
+    # Requests handled at once; beyond it new ones get 503 at once, so an overload sheds load instead of
+    # slowing every request down until all of them time out.
+    max_in_flight: int = Field(512, gt=0)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     max_messages: int = Field(512, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)  # a client that uploads slower than this is cut off
@@ -118,6 +122,7 @@ class GatewayConfig(_Strict):
     # New streamed text is scanned once this much waits beyond the hold-back: smaller gives earlier first
     # tokens on slow upstreams, at more rescanning (about (2 * 128 + step) / step times the text).
     stream_min_step: int = Field(256, ge=1)
+    stream_first_step: int = Field(32, ge=1)  # the first release waits only for hold-back + this much
     limits: Limits = Field(default_factory=Limits)
     events: Events = Field(default_factory=Events)
     drain_s: float = Field(30.0, ge=0)  # how long shutdown waits for open streams
@@ -139,7 +144,7 @@ class GatewayConfig(_Strict):
             raise ValueError(f"require_keys: never is refused on a non-loopback host ({self.host})")
         return self
 
-    @property
+    @cached_property
     def keys_required(self) -> bool:
         if self.require_keys == "auto":
             return bool(self.keys) or not _is_loopback(self.host)

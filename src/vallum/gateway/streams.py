@@ -38,6 +38,7 @@ class OutputContext:
     metrics: GatewayMetrics
     holdback: int
     min_step: int
+    first_step: int
     keep_text: bool
     on_usage: Callable[[int], None]
     upstream: str
