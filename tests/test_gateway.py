@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -349,7 +350,7 @@ def test_a_key_maps_to_its_identity_and_the_end_user_header(tmp_path: Path) -> N
             model="sim-echo", messages=user("Hi")
         )
         (event,) = gw.events()
-    assert event["identity"] == {"tenant": "acme", "user": "alice", "api_key": "team-a"}
+    assert event["identity"] == {"tenant": "acme", "user": "alice", "api_key": "team-a", "ip": "127.0.0.1"}
 
 
 def test_a_key_may_only_call_its_models(tmp_path: Path) -> None:
@@ -405,3 +406,31 @@ def test_anthropic_stream_ends_with_an_error_event_when_a_tool_use_is_blocked(gw
     ):
         events.get_final_message()
     assert "output_blocked" in str(caught.value.body)
+
+
+def test_the_upstream_gets_its_own_key_and_never_the_clients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VALLUM_TEST_UPSTREAM_KEY", "sk-upstream-secret")
+    with running_gateway(tmp_path, upstream={"api_key_env": "VALLUM_TEST_UPSTREAM_KEY"}) as gw:
+        oa(gw, "client-key").chat.completions.create(model="sim-echo", messages=user("Hi"))
+        an(gw, "client-key").messages.create(model="sim-echo", max_tokens=8, messages=user("Hi"))  # type: ignore[arg-type]
+        sent = gw.upstream_requests()
+        log = gw.events_path.read_text() if gw.events_path.exists() else ""
+        log += json.dumps(gw.events())
+    assert [r["headers"]["authorization"] for r in sent] == ["Bearer sk-upstream-secret"] * 2
+    assert all("client-key" not in json.dumps(r["headers"]) for r in sent)
+    assert "sk-upstream-secret" not in log
+
+
+def test_an_anthropic_upstream_gets_x_api_key_and_a_version_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VALLUM_TEST_UPSTREAM_KEY", "sk-ant-upstream")
+    with running_gateway(
+        tmp_path, upstream={"kind": "anthropic", "api_key_env": "VALLUM_TEST_UPSTREAM_KEY"}
+    ) as gw:
+        an(gw).messages.create(model="sim-echo", max_tokens=8, messages=user("Hi"))  # type: ignore[arg-type]
+        (sent,) = gw.upstream_requests()
+    assert sent["headers"]["x-api-key"] == "sk-ant-upstream" and "authorization" not in sent["headers"]
+    assert sent["headers"]["anthropic-version"]

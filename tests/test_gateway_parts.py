@@ -182,3 +182,28 @@ def test_anthropic_slots_include_system_blocks_tool_results_and_tool_inputs() ->
 def test_token_id_prompts_are_reported_as_unscannable() -> None:
     with pytest.raises(slots.Unscannable):
         slots.embedding_request({"input": [[1, 2, 3]]})
+
+
+def test_azure_upstreams_use_deployment_urls_and_the_api_key_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from vallum.gateway.metrics import GatewayMetrics
+    from vallum.gateway.upstream import UpstreamClient
+
+    monkeypatch.setenv("VALLUM_TEST_AZURE_KEY", "az-key")
+    upstream = config(
+        upstreams=[
+            {
+                "name": "a",
+                "kind": "azure",
+                "base_url": "https://r.openai.azure.com",
+                "api_key_env": "VALLUM_TEST_AZURE_KEY",
+            }
+        ]
+    ).upstreams[0]
+    client = UpstreamClient(upstream, httpx.AsyncClient(), GatewayMetrics())
+    assert client.url("chat/completions", "gpt4o-prod") == (
+        "https://r.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+    )
+    headers = client.headers({"authorization": "Bearer client", "anthropic-version": "x"})
+    assert headers["api-key"] == "az-key" and "authorization" not in headers

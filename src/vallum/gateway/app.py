@@ -104,6 +104,7 @@ class Exchange:
     started: float = field(default_factory=time.perf_counter)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     caller: Caller | None = None
+    ip: str | None = None
     model: str | None = None
     upstream: str | None = None
     stream: bool = False
@@ -124,7 +125,7 @@ class Exchange:
             "route": self.endpoint.name,
             "model": self.model,
             "upstream": self.upstream,
-            "identity": {"tenant": ident.tenant, "user": ident.user, "api_key": ident.api_key_id},
+            "identity": {"tenant": ident.tenant, "user": ident.user, "api_key": ident.api_key_id, "ip": self.ip},
             "stream": self.stream,
             "shadow": shadow,
             "status": self.status,
@@ -237,6 +238,7 @@ class Gateway:
 
     async def _exchange(self, request: Request, ex: Exchange) -> Response:
         endpoint, config = ex.endpoint, self.config
+        ex.ip = request.client.host if request.client else None
         ex.caller = caller = self._authenticate(request)
         body = parse_json(
             await read_body(request, config.limits), endpoint.schema, config.limits.max_messages
