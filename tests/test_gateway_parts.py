@@ -207,3 +207,35 @@ def test_azure_upstreams_use_deployment_urls_and_the_api_key_header(monkeypatch:
     )
     headers = client.headers({"authorization": "Bearer client", "anthropic-version": "x"})
     assert headers["api-key"] == "az-key" and "authorization" not in headers
+
+
+def test_a_blocked_event_loop_shows_as_lag_and_sheds_new_requests() -> None:
+    import asyncio
+    import time
+
+    from vallum.gateway.metrics import GatewayMetrics
+    from vallum.gateway.shedding import LoadShedder
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("a shed request must not reach the app")
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def scenario() -> float:
+        shedder = LoadShedder(app, max_in_flight=100, max_loop_lag_s=0.1, metrics=GatewayMetrics())
+        probe = asyncio.create_task(shedder._measure_lag())
+        await asyncio.sleep(0.01)
+        time.sleep(0.3)  # a CPU-bound stretch: the loop cannot run its timers
+        await asyncio.sleep(0.001)  # the probe, long overdue, runs first
+        shedder._probe = probe
+        await shedder({"type": "http", "path": "/v1/messages"}, None, send)  # type: ignore[arg-type]
+        probe.cancel()
+        return shedder.loop_lag_s
+
+    lag = asyncio.run(scenario())
+    assert lag > 0.1
+    assert sent[0]["status"] == 503
+    assert b'"overloaded"' in sent[1]["body"] and b'"type": "error"' in sent[1]["body"]  # type: ignore[operator]

@@ -599,3 +599,4 @@ def test_requests_over_the_in_flight_limit_are_shed_with_503(tmp_path: Path) -> 
     assert shed.headers["retry-after"] == "1"
     assert health.status_code == 200  # operational routes are never shed
     assert after.status_code == 200
+

@@ -44,7 +44,7 @@ from vallum.gateway.identity import Caller, KeyRing, presented_key
 from vallum.gateway.inspection import StageRecord, fail_unscannable, inspect
 from vallum.gateway.limits import Limiter
 from vallum.gateway.metrics import GatewayMetrics
-from vallum.gateway.shedding import InFlightLimit
+from vallum.gateway.shedding import LoadShedder
 from vallum.gateway.slots import Json, Slot, Unscannable
 from vallum.gateway.streams import OutputContext, relay_anthropic, relay_openai
 from vallum.gateway.upstream import UpstreamClient
@@ -125,7 +125,12 @@ class Exchange:
             "route": self.endpoint.name,
             "model": self.model,
             "upstream": self.upstream,
-            "identity": {"tenant": ident.tenant, "user": ident.user, "api_key": ident.api_key_id, "ip": self.ip},
+            "identity": {
+                "tenant": ident.tenant,
+                "user": ident.user,
+                "api_key": ident.api_key_id,
+                "ip": self.ip,
+            },
             "stream": self.stream,
             "shadow": shadow,
             "status": self.status,
@@ -169,8 +174,12 @@ class Gateway:
             Route("/v1/models", self.models),
             *(Route(path, self._handler(endpoint), methods=["POST"]) for path, endpoint in ENDPOINTS.items()),
         ]
-        self.shedding = InFlightLimit(
-            Starlette(routes=routes, lifespan=self._lifespan), self.config.limits.max_in_flight, self.metrics
+        limits = self.config.limits
+        self.shedding = LoadShedder(
+            Starlette(routes=routes, lifespan=self._lifespan),
+            limits.max_in_flight,
+            limits.max_loop_lag_ms / 1000,
+            self.metrics,
         )
         return self.shedding
 
