@@ -1,0 +1,1 @@
+"""Monitoring: events, stores, analytics, alerts, metrics and traces, all off the request path."""
