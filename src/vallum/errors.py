@@ -15,3 +15,7 @@ class DetectorError(VallumError):
 
 class InputError(VallumError):
     """Input to scan could not be read (bad encoding, malformed JSON line, ...)."""
+
+
+class EventStoreError(VallumError):
+    """The event store is misconfigured (URL, text mode, encryption keys) or a stored row cannot be read."""
