@@ -599,7 +599,11 @@ def servers(layout: Layout, events: str) -> Iterator[Servers]:
     """The simulator and the gateway in front of it, each on its CPUs; both stopped however we leave."""
     with tempfile.TemporaryDirectory(prefix="vallum-overhead-") as tmp:
         workdir = Path(tmp)
-        sink = f"{{sink: jsonl, path: {workdir / 'events.jsonl'}}}" if events == "jsonl" else "{sink: none}"
+        sink = {
+            "store": "{sink: store}",  # the embedded default: SQLite in the work directory
+            "jsonl": f"{{sink: jsonl, path: {workdir / 'events.jsonl'}}}",
+            "none": "{sink: none}",
+        }[events]
         config = workdir / "gateway.yaml"
         config.write_text(f"drain_s: 1\nevents: {sink}\n", encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -922,7 +926,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=512, help="most keep-alive connections per server")
     p.add_argument("--prompt-chars", type=int, default=1000)
     p.add_argument("--prompts", type=int, default=512, help="distinct prompts, cycled")
-    p.add_argument("--events", choices=["jsonl", "none"], default="jsonl", help="the gateway's event sink")
+    p.add_argument(
+        "--events", choices=["store", "jsonl", "none"], default="store", help="the gateway's event sink"
+    )
     p.add_argument("--gateway-cpus", help="taskset CPU list for the gateway (default: 1)")
     p.add_argument("--sim-cpus", help="taskset CPU list for the simulator (default: 0)")
     p.add_argument("--client-cpus", help="CPU list for this load generator (default: 0)")

@@ -24,12 +24,7 @@ class Running:
     events_path: Path
 
     def events(self) -> list[dict[str, Any]]:
-        from vallum.gateway.events import JsonlSink
-
-        # A fresh sink takes over before the old one is closed (which writes out what it queued): an event
-        # emitted in between would otherwise sit on a closed sink's queue, never written.
-        old, self.gateway.sink = self.gateway.sink, JsonlSink(self.events_path)
-        old.close()
+        self.gateway.monitor.flush()
         lines = self.events_path.read_text(encoding="utf-8").splitlines() if self.events_path.exists() else []
         return [json.loads(line) for line in lines]
 
@@ -48,7 +43,8 @@ def running_gateway(
             {
                 "upstreams": [{"name": "sim", "base_url": f"{sim_url}/v1", **(upstream or {})}],
                 "routes": [{"model": "*", "upstream": "sim"}],
-                "events": {"path": str(events_path)},
+                "events": {"sink": "jsonl", "path": str(events_path)},
+                "database_url": f"sqlite:///{tmp_path / 'vallum.db'}",
                 **settings,
             }
         )

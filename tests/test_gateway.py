@@ -307,11 +307,14 @@ def test_a_source_the_policy_disables_is_not_scanned(tmp_path: Path) -> None:
 
 def test_events_never_hold_text_that_policy_redacts(tmp_path: Path) -> None:
     with running_gateway(
-        tmp_path, SCRIPT, shadow=True, events={"path": str(tmp_path / "e.jsonl"), "text": "redacted"}
+        tmp_path,
+        SCRIPT,
+        shadow=True,
+        events={"sink": "jsonl", "path": str(tmp_path / "e.jsonl"), "text": "redacted"},
     ) as gw:
         oa(gw).chat.completions.create(model="sim-echo", messages=user(f"key {AWS_KEY}: deploy credentials"))
         stream_text(oa(gw), "what are the deploy credentials?")
-        gw.gateway.sink.close()
+        gw.gateway.monitor.flush()
         log = (tmp_path / "e.jsonl").read_text()
     assert "<AWS_ACCESS_KEY_ID_1>" in log and AWS_KEY not in log
 
@@ -434,3 +437,15 @@ def test_an_anthropic_upstream_gets_x_api_key_and_a_version_header(
         (sent,) = gw.upstream_requests()
     assert sent["headers"]["x-api-key"] == "sk-ant-upstream" and "authorization" not in sent["headers"]
     assert sent["headers"]["anthropic-version"]
+
+
+def test_stored_text_carries_finding_spans_in_its_own_coordinates(tmp_path: Path) -> None:
+    events = {"sink": "jsonl", "path": str(tmp_path / "events.jsonl"), "text": "redacted"}
+    with running_gateway(tmp_path, events=events) as gw:
+        oa(gw).chat.completions.create(model="sim-echo", messages=user(f"Deploy with {AWS_KEY} today"))
+        (event,) = gw.events()
+    (stored,) = event["input"]["texts"]
+    (span,) = stored["spans"]
+    assert stored["text"] == "Deploy with <AWS_ACCESS_KEY_ID_1> today"
+    assert stored["text"][span["start"] : span["end"]] == "<AWS_ACCESS_KEY_ID_1>"
+    assert span["category"] == "secrets"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -67,7 +68,8 @@ def test_the_readme_gateway_blocks_an_injection_in_front_of_the_simulator(tmp_pa
         assert gateway.wait(timeout=20) == -signal.SIGTERM
     assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "input_blocked"
     assert fine.json()["choices"][0]["message"]["content"] == "You said: Hello!"
-    assert (tmp_path / "vallum-events.jsonl").read_text().count("\n") == 2  # written out before exit
+    with sqlite3.connect(tmp_path / "vallum.db") as db:  # the embedded default store, written out before exit
+        assert db.execute("select code from events order by time").fetchall() == [("input_blocked",), (None,)]
 
 
 def test_serve_without_an_upstream_is_a_usage_error(capsys, tmp_path: Path, monkeypatch) -> None:

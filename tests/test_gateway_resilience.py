@@ -300,7 +300,8 @@ def gateway_with_unreachable_upstream(tmp_path: Path) -> Iterator[Running]:
                     {"name": "down", "base_url": f"http://127.0.0.1:{closed_port()}/v1", **FAST_RETRIES},
                 ],
                 "routes": [{"model": "down-*", "upstream": "down"}, {"model": "*", "upstream": "sim"}],
-                "events": {"path": str(tmp_path / "events.jsonl")},
+                "events": {"sink": "jsonl", "path": str(tmp_path / "events.jsonl")},
+                "database_url": f"sqlite:///{tmp_path / 'vallum.db'}",
             }
         )
         gateway = Gateway(config)
@@ -544,7 +545,8 @@ def test_shutdown_lets_an_open_stream_finish(tmp_path: Path) -> None:
             {
                 "upstreams": [{"name": "sim", "base_url": f"{sim_url}/v1"}],
                 "routes": [{"model": "*", "upstream": "sim"}],
-                "events": {"path": str(tmp_path / "events.jsonl")},
+                "events": {"sink": "jsonl", "path": str(tmp_path / "events.jsonl")},
+                "database_url": f"sqlite:///{tmp_path / 'vallum.db'}",
                 "drain_s": 10,
             }
         )
@@ -599,4 +601,3 @@ def test_requests_over_the_in_flight_limit_are_shed_with_503(tmp_path: Path) -> 
     assert shed.headers["retry-after"] == "1"
     assert health.status_code == 200  # operational routes are never shed
     assert after.status_code == 200
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,73 @@ def _parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("--id", default="my-app", help="a name for the key, used in events and logs")
     keygen.set_defaults(run=_keygen)
+
+    database = os.environ.get("VALLUM_DATABASE_URL", "sqlite:///vallum.db")
+    db = commands.add_parser("db", help="the database of events, audit trail, policies and keys")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_commands.add_parser("upgrade", help="create or migrate the tables to the latest schema")
+    db_upgrade.add_argument(
+        "--db", default=database, help="database URL (default: VALLUM_DATABASE_URL or sqlite:///vallum.db)"
+    )
+    db_upgrade.set_defaults(run=lambda a: _monitor_commands().run_db_upgrade(a.db))
+
+    events = commands.add_parser("events", help="retention, erasure and key rotation of stored events")
+    events_commands = events.add_subparsers(dest="events_command", required=True)
+    purge = events_commands.add_parser(
+        "purge", help="delete events by age and/or identity (right to erasure)"
+    )
+    purge.add_argument("--db", default=database)
+    purge.add_argument("--older-than-days", type=float)
+    purge.add_argument("--tenant")
+    purge.add_argument("--user")
+    purge.add_argument("--api-key")
+    purge.set_defaults(
+        run=lambda a: _monitor_commands().run_events_purge(
+            a.db, a.older_than_days, a.tenant, a.user, a.api_key
+        )
+    )
+    rotate = events_commands.add_parser(
+        "rotate", help="re-encrypt stored text under the first VALLUM_EVENT_KEYS key"
+    )
+    rotate.add_argument("--db", default=database)
+    rotate.set_defaults(run=lambda a: _monitor_commands().run_rotate(a.db))
+
+    audit = commands.add_parser("audit", help="verify and export the tamper-evident audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check the hash chain (and signatures); exit 1 at the first altered, removed or reordered entry",
+    )
+    verify.add_argument("--file", type=Path, help="a JSONL audit file (default: the database's audit table)")
+    verify.add_argument("--db", default=None, help=f"database URL (default: {database})")
+    verify.add_argument("--public-key", default=os.environ.get("VALLUM_AUDIT_VERIFY_KEY"))
+    verify.add_argument("--anchor", help="SEQ:HASH of a head recorded earlier, to detect a cut-off tail")
+    verify.set_defaults(
+        run=lambda a: _audit_commands().run_verify(
+            a.file, a.db or (None if a.file else database), a.public_key, anchor=a.anchor
+        )
+    )
+    export = audit_commands.add_parser("export", help="write the audit chain as JSON lines")
+    export.add_argument("--file", type=Path)
+    export.add_argument("--db", default=None)
+    export.add_argument("--output", type=Path, required=True)
+    export.set_defaults(
+        run=lambda a: _audit_commands().run_export(a.file, a.db or (None if a.file else database), a.output)
+    )
+    audit_keygen = audit_commands.add_parser(
+        "keygen", help="make an Ed25519 key pair for signing audit entries"
+    )
+    audit_keygen.set_defaults(run=lambda a: _audit_commands().run_keygen())
+
+    alerts = commands.add_parser("alerts", help="alert rules")
+    alerts_commands = alerts.add_subparsers(dest="alerts_command", required=True)
+    alert_test = alerts_commands.add_parser(
+        "test", help="show which rules would fire on stored events, delivering nothing"
+    )
+    alert_test.add_argument("rules", type=Path)
+    alert_test.add_argument("--events", type=Path, help="a JSONL events file (the gateway's jsonl sink)")
+    alert_test.add_argument("--db", help="or a database URL of the event store")
+    alert_test.set_defaults(run=_alerts_test)
     return parser
 
 
@@ -265,6 +333,36 @@ def _keygen(args: argparse.Namespace) -> int:
     print("config entry:")
     print(f"  - id: {args.id}\n    sha256: {digest}")
     return EXIT_OK
+
+
+def _monitor_commands() -> Any:
+    from vallum.monitor import commands
+
+    return commands
+
+
+def _audit_commands() -> Any:
+    from vallum.audit import cli
+
+    return cli
+
+
+def _alerts_test(args: argparse.Namespace) -> int:
+    from vallum.monitor.alerts import read_events_jsonl, run_alert_test
+
+    if (args.events is None) == (args.db is None):
+        raise _usage("give one of --events FILE and --db URL")
+    if args.events is not None:
+        return run_alert_test(args.rules, read_events_jsonl(args.events))
+    from vallum.monitor.store import EventFilter, EventStore
+
+    store = EventStore(args.db)
+    try:
+        # Oldest first, as the events happened: windows and dedupe depend on the order.
+        stored = list(reversed(store.query(EventFilter(), limit=1_000_000)))
+    finally:
+        store.close()
+    return run_alert_test(args.rules, stored)
 
 
 class _UsageError(VallumError):

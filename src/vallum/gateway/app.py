@@ -21,11 +21,18 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from vallum.admin.api import AdminServices, admin_routes
+from vallum.admin.auth import AdminAuth
+from vallum.admin.controls import IdentityControls
+from vallum.admin.keys import KeyStore
+from vallum.admin.policies import PolicyStore, PolicyVersion
+from vallum.compliance.markdown import render_markdown
+from vallum.compliance.report import build_report
 from vallum.core.guard import Guard
-from vallum.core.types import Identity
+from vallum.core.types import Identity, Source
 from vallum.gateway import slots as slot_maps
 from vallum.gateway.bodies import (
     ChatBody,
@@ -39,15 +46,21 @@ from vallum.gateway.bodies import (
 from vallum.gateway.breaker import State
 from vallum.gateway.config import GatewayConfig
 from vallum.gateway.errors import Api, GatewayError
-from vallum.gateway.events import EventSink, JsonlSink, NullSink
 from vallum.gateway.identity import Caller, KeyRing, presented_key
 from vallum.gateway.inspection import StageRecord, fail_unscannable, inspect
 from vallum.gateway.limits import Limiter
 from vallum.gateway.metrics import GatewayMetrics
+from vallum.gateway.monitoring import Monitor
 from vallum.gateway.shedding import LoadShedder
 from vallum.gateway.slots import Json, Slot, Unscannable
 from vallum.gateway.streams import OutputContext, relay_anthropic, relay_openai
 from vallum.gateway.upstream import UpstreamClient
+from vallum.monitor.analytics import identity_keys
+from vallum.monitor.database import make_engine
+from vallum.monitor.fingerprint import simhash
+from vallum.monitor.store import EventFilter
+from vallum.monitor.tracing import PROVIDERS, RequestSpan, Telemetry
+from vallum.monitor.writer import StoreSink
 from vallum.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -92,6 +105,14 @@ ENDPOINTS = {
 }
 
 
+_OPERATIONS = {
+    "chat/completions": "chat",
+    "completions": "text_completion",
+    "embeddings": "embeddings",
+    "messages": "chat",
+}
+
+
 class ClientGone(Exception):
     """The client disconnected while the gateway was waiting on the upstream."""
 
@@ -108,6 +129,7 @@ class Exchange:
     model: str | None = None
     upstream: str | None = None
     stream: bool = False
+    span: RequestSpan = field(default_factory=RequestSpan)
     input: StageRecord = field(default_factory=StageRecord)
     output: StageRecord = field(default_factory=StageRecord)
     upstream_ms: float = 0.0
@@ -148,32 +170,41 @@ class Exchange:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, *, sink: EventSink | None = None) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.guards = {name: Guard(path) for name, path in config.policies.items()}
-        self.keys = KeyRing(config.keys)
-        self.limiter = Limiter()
         self.metrics = GatewayMetrics()
-        self.sink: EventSink = sink or (
-            JsonlSink(config.events.path, config.events.queue_size)
-            if config.events.sink == "jsonl"
-            else NullSink()
-        )
+        self.controls = IdentityControls()
+        self.monitor = Monitor(config, self.metrics, self.controls)
+        engine = make_engine(config.database_url)
+        self.policies, self.key_store = PolicyStore(engine), KeyStore(engine)
+        self.guards = {name: Guard(path) for name, path in config.policies.items()}
+        for name in self.policies.names():  # versions published through the admin API win over the file
+            self.guards[name] = Guard(self.policies.get(name).policy())
+        self.keys = KeyRing([*config.keys, *self.key_store.active()])
+        self.keys_required = config.keys_required or bool(self.keys.keys)
+        self.limiter = Limiter()
+        self.telemetry = Telemetry.from_env()
         self.http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=config.limits.max_in_flight, max_keepalive_connections=256),
+            limits=httpx.Limits(
+                max_connections=config.limits.max_in_flight,
+                # Idle pooled connections are each checked on every request; keep few of them.
+                max_keepalive_connections=64,
+            ),
             timeout=None,
         )
         self.upstreams = {u.name: UpstreamClient(u, self.http, self.metrics) for u in config.upstreams}
         self.ready = False
 
     def app(self) -> ASGIApp:
-        routes = [
+        routes: list[BaseRoute] = [
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics_page),
             Route("/v1/models", self.models),
             *(Route(path, self._handler(endpoint), methods=["POST"]) for path, endpoint in ENDPOINTS.items()),
         ]
+        if self.config.admin.tokens:
+            routes.append(Mount("/admin", routes=admin_routes(self._admin_services())))
         limits = self.config.limits
         self.shedding = LoadShedder(
             Starlette(routes=routes, lifespan=self._lifespan),
@@ -191,7 +222,8 @@ class Gateway:
         finally:
             self.ready = False
             await self.http.aclose()
-            self.sink.close()
+            self.monitor.close()
+            self.telemetry.shutdown()
 
     # ---- operational routes ------------------------------------------------------------------------------
 
@@ -205,7 +237,11 @@ class Gateway:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics_page(self, request: Request) -> Response:
-        self.metrics.events_dropped.set(self.sink.dropped)
+        self.metrics.events_dropped.set(self.monitor.dropped)
+        sink = self.monitor.sink
+        if isinstance(sink, StoreSink):
+            self.metrics.queue_depth.set(sink.queue_depth)
+            self.metrics.events_written.set(sink.written)
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     async def models(self, request: Request) -> Response:
@@ -249,6 +285,7 @@ class Gateway:
         endpoint, config = ex.endpoint, self.config
         ex.ip = request.client.host if request.client else None
         ex.caller = caller = self._authenticate(request)
+        self._check_restrictions(ex)
         body = parse_json(
             await read_body(request, config.limits), endpoint.schema, config.limits.max_messages
         )
@@ -282,17 +319,33 @@ class Gateway:
             if refused := fail_unscannable(guard, str(exc)):
                 raise refused from None
             request_slots = []
-        await inspect(
-            guard,
-            request_slots,
-            stage="input",
-            vault=vault,
-            identity=caller.identity,
-            enforce=not config.shadow,
-            record=ex.input,
-            metrics=self.metrics,
-            keep_text=config.events.text == "redacted",
+        ex.span = self.telemetry.start_request(
+            _OPERATIONS[endpoint.name],
+            PROVIDERS.get(upstream_config.kind, upstream_config.kind),
+            upstream_model,
+            httpx.URL(upstream_config.base_url).host,
+            policy_version=ex.policy_version,
+            event_id=ex.id,
+            parent=request.headers,
         )
+        try:
+            await inspect(
+                guard,
+                request_slots,
+                stage="input",
+                vault=vault,
+                identity=caller.identity,
+                enforce=not config.shadow,
+                record=ex.input,
+                metrics=self.metrics,
+                keep_text=config.events.text != "none",
+            )
+        finally:
+            if self.monitor.analytics is not None and ex.input.findings:
+                # Near-duplicate attacks (a mutation campaign) are recognised by this fingerprint.
+                ex.input.fingerprint = simhash(
+                    " ".join(s.text for s in request_slots if s.source is Source.USER)
+                )
         body["model"] = upstream_model
         payload = json.dumps(body, ensure_ascii=False).encode()
         headers = dict(request.headers)
@@ -318,7 +371,7 @@ class Gateway:
                 holdback=config.stream_holdback,
                 min_step=config.stream_min_step,
                 first_step=config.stream_first_step,
-                keep_text=config.events.text == "redacted",
+                keep_text=config.events.text != "none",
                 on_usage=lambda tokens: self._charge(ex, tokens),
                 upstream=upstream_config.name,
             )
@@ -340,6 +393,11 @@ class Gateway:
         assert ex.caller is not None
         usage = answer.get("usage") or {}
         if isinstance(usage, dict):
+            ex.span.record_usage(
+                usage.get("prompt_tokens", usage.get("input_tokens")),
+                usage.get("completion_tokens", usage.get("output_tokens")),
+                response_model=answer.get("model"),
+            )
             tokens = usage.get("total_tokens") or (
                 usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
             )
@@ -355,7 +413,7 @@ class Gateway:
                 enforce=not self.config.shadow,
                 record=ex.output,
                 metrics=self.metrics,
-                keep_text=self.config.events.text == "redacted",
+                keep_text=self.config.events.text != "none",
             )
             if len(vault):
                 for slot in response_slots(answer):
@@ -400,10 +458,75 @@ class Gateway:
             f"Upstream {ex.upstream!r} answered with something that is not JSON.",
         )
 
+    def _check_restrictions(self, ex: Exchange) -> None:
+        assert ex.caller is not None
+        ident = ex.caller.identity
+        keys = identity_keys(
+            {"tenant": ident.tenant, "user": ident.user, "api_key": ident.api_key_id, "ip": ex.ip}
+        )
+        restriction = self.controls.check(keys)
+        if restriction is None:
+            return
+        self.metrics.restrictions.labels(restriction.kind).inc()
+        if restriction.kind == "block":
+            raise GatewayError(403, "identity_blocked", f"Requests as {restriction.identity} are blocked.")
+        raise GatewayError(
+            429,
+            "identity_cooldown",
+            f"Requests as {restriction.identity} are paused for a while.",
+            retry_after=max(1.0, (restriction.until or 0) - time.time()),
+        )
+
+    def _admin_services(self) -> AdminServices:
+        return AdminServices(
+            auth=AdminAuth(self.config.admin.tokens),
+            policies=self.policies,
+            keys=self.key_store,
+            controls=self.controls,
+            events=self.monitor.store,
+            audit=self._audit,
+            risks=self.monitor.riskiest,
+            audit_trail=lambda limit: [
+                e.fields if e.fields is not None else {"where": e.where, "unreadable": e.text}
+                for e in self.monitor.audit.latest(limit)
+            ],
+            audit_verify=lambda: self.monitor.audit.verify().as_dict(),
+            compliance=self._compliance,
+            policy_changed=self._activate_policy,
+            keys_changed=self._reload_keys,
+        )
+
+    def _audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        self.monitor.audit.record(action, actor=actor, target=target, detail=detail)
+
+    def _activate_policy(self, version: PolicyVersion) -> None:
+        self.guards[version.name] = Guard(version.policy())
+
+    def _reload_keys(self) -> None:
+        self.keys = KeyRing([*self.config.keys, *self.key_store.active()])
+        # Once a key exists, every caller needs one; revoking the last key does not reopen the gateway.
+        self.keys_required = self.keys_required or bool(self.keys.keys)
+
+    def _compliance(self, since: float | None, kind: str) -> str | dict[str, Any]:
+        features = {
+            "rate_limits": any(k.limits and k.limits.requests_per_minute for k in self.keys.keys)
+            or self.config.default_limits.requests_per_minute is not None,
+            "token_budgets": any(k.limits and k.limits.tokens_per_day for k in self.keys.keys)
+            or self.config.default_limits.tokens_per_day is not None,
+            "tool_call_checks": True,
+            "load_shedding": True,
+            "model_allow_lists": any(k.models != ["*"] for k in self.keys.keys),
+            "shadow": self.config.shadow,
+        }
+        store = self.monitor.store
+        events = store.query(EventFilter(since=since), limit=100_000) if store is not None else []
+        report = build_report(self.guards["default"].policy, features, events=events, period=(since, None))
+        return render_markdown(report) if kind == "markdown" else report.model_dump(mode="json")
+
     def _authenticate(self, request: Request) -> Caller:
         presented = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
         key = self.keys.find(presented) if presented else None
-        if key is None and self.config.keys_required:
+        if key is None and self.keys_required:
             code = "invalid_api_key" if presented else "missing_api_key"
             raise GatewayError(
                 401, code, "A valid vallum API key is required (Authorization: Bearer or x-api-key)."
@@ -423,7 +546,13 @@ class Gateway:
 
     def _record(self, ex: Exchange) -> None:
         self.metrics.requests.labels(ex.endpoint.name, str(ex.status)).inc()
-        self.sink.emit(ex.event(self.config.shadow))
+        event = ex.event(self.config.shadow)
+        ex.span.record_verdict("input", ex.input.action.value, ex.input.categories, ex.input.guard_ms)
+        ex.span.record_verdict("output", ex.output.action.value, ex.output.categories, ex.output.guard_ms)
+        if ex.code is not None:
+            ex.span.set_error(ex.code)
+        ex.span.end()
+        self.monitor.emit(event)
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:

@@ -99,12 +99,49 @@ class Limits(_Strict):
 
 
 class Events(_Strict):
-    sink: Literal["jsonl", "none"] = "jsonl"
-    path: Path = Path("vallum-events.jsonl")
+    # store: the database at `database_url` (queryable through the admin API); jsonl: a file of lines.
+    sink: Literal["store", "jsonl", "none"] = "store"
+    path: Path = Path("vallum-events.jsonl")  # for the jsonl sink
     queue_size: int = Field(10_000, gt=0)
-    # none: events carry findings (detector, rule, span, score) but no text; redacted: the scanned
-    # text too, rewritten by policy first, so nothing the policy redacts ever reaches the log.
-    text: Literal["none", "redacted"] = "none"
+    batch_size: int = Field(500, gt=0)
+    overflow: Literal["drop", "block"] = "drop"  # a full queue: drop and count, or wait for room
+    # none: events carry findings (detector, rule, span, score) but no text; redacted: the scanned text
+    # too, rewritten by policy first, so nothing the policy redacts is ever stored; encrypted: that same
+    # redacted text, sealed with AES-GCM under VALLUM_EVENT_KEYS (store sink only).
+    text: Literal["none", "redacted", "encrypted"] = "none"
+
+    @model_validator(mode="after")
+    def _encryption_needs_the_store(self) -> Events:
+        if self.text == "encrypted" and self.sink != "store":
+            raise ValueError("events.text: encrypted needs events.sink: store")
+        return self
+
+
+class Analytics(_Strict):
+    enabled: bool = True
+    # Escalations applied on their own; by default analytics only alerts and scores. Source addresses are
+    # shared behind proxies and NAT, so they are only acted on when `act_on_ip` says so.
+    act: list[Literal["cooldown", "block"]] = Field(default_factory=list)
+    act_on_ip: bool = False
+
+
+class Audit(_Strict):
+    # database: a table in `database_url` (one chain even with several replicas); file: a JSONL file.
+    backend: Literal["database", "file"] = "database"
+    path: Path = Path("vallum-audit.jsonl")
+    blocks: bool = True  # also record every blocking decision, not only admin changes
+
+
+class AdminToken(_Strict):
+    id: str  # who acts, as the audit log records it
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # of the bearer token (`vallum keygen` makes one)
+    # admin changes things; analyst investigates traffic; auditor reads the audit trail and compliance.
+    role: Literal["admin", "analyst", "auditor"]
+
+
+class Admin(_Strict):
+    # The admin API is served under /admin once at least one token is configured.
+    tokens: list[AdminToken] = Field(default_factory=list)
 
 
 class GatewayConfig(_Strict):
@@ -127,6 +164,13 @@ class GatewayConfig(_Strict):
     stream_first_step: int = Field(32, ge=1)  # the first release waits only for hold-back + this much
     limits: Limits = Field(default_factory=Limits)
     events: Events = Field(default_factory=Events)
+    # Events, audit trail, versioned policies and admin-made keys; PostgreSQL when replicas share them.
+    database_url: str = "sqlite:///vallum.db"
+    redis_url: str | None = None  # shared behaviour-analytics windows for several replicas
+    analytics: Analytics = Field(default_factory=Analytics)
+    alerts: Path | None = None  # alert rules (examples/alerts.yaml)
+    audit: Audit = Field(default_factory=Audit)
+    admin: Admin = Field(default_factory=Admin)
     drain_s: float = Field(30.0, ge=0)  # how long shutdown waits for open streams
 
     @model_validator(mode="after")
@@ -172,6 +216,9 @@ class GatewayConfig(_Strict):
             if loaded is not None and not isinstance(loaded, dict):
                 raise ConfigError(f"{path}: the top level must be a mapping")
             data.update(loaded or {})
+        for key, variable in (("database_url", "VALLUM_DATABASE_URL"), ("redis_url", "VALLUM_REDIS_URL")):
+            if value := os.environ.get(variable):
+                data[key] = value
         if policy := os.environ.get("VALLUM_POLICY"):
             data["policies"] = {**dict(data.get("policies") or {}), "default": policy}  # type: ignore[call-overload]
         data.update({k: v for k, v in overrides.items() if v is not None})

@@ -58,6 +58,10 @@ class JsonlSink:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    def flush(self) -> None:
+        """Wait until everything emitted so far is written."""
+        self._queue.join()
+
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join()
@@ -82,5 +86,7 @@ class JsonlSink:
                 self._file.flush()
             except (OSError, TypeError, ValueError):
                 log.exception("could not write %d events to %s", len(batch), self.path)
+            for _ in batch:
+                self._queue.task_done()
             if stop:
                 return

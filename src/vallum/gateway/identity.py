@@ -43,6 +43,7 @@ class Caller:
 
 class KeyRing:
     def __init__(self, keys: list[ClientKey]) -> None:
+        self.keys = keys
         self._by_digest = {k.sha256: k for k in keys}
 
     def find(self, presented: str) -> ClientKey | None:

@@ -12,6 +12,7 @@ from vallum.core.types import Action, Identity, Message, Verdict
 from vallum.gateway.errors import GatewayError, blocked
 from vallum.gateway.metrics import GatewayMetrics
 from vallum.gateway.slots import Slot
+from vallum.redaction import Replacement, redact
 from vallum.vault import Vault
 
 Stage = Literal["input", "output"]
@@ -27,8 +28,9 @@ class StageRecord:
     categories: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
-    texts: list[dict[str, str]] = field(default_factory=list)
+    texts: list[dict[str, Any]] = field(default_factory=list)
     guard_ms: float = 0.0
+    fingerprint: str | None = None  # of the user's text, when analytics wants to spot near-duplicate attacks
 
     def add(self, verdicts: list[Verdict], slots: list[Slot], guard: Guard, keep_text: bool) -> None:
         for slot, verdict in zip(slots, verdicts, strict=True):
@@ -45,7 +47,7 @@ class StageRecord:
                 entry["where"] = slot.where
                 self.findings.append(entry)
             if keep_text:
-                self.texts.append({"where": slot.where, "text": _log_safe(guard, slot, verdict)})
+                self.texts.append(_log_safe(guard, slot, verdict))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -57,6 +59,8 @@ class StageRecord:
         }
         if self.texts:
             out["texts"] = self.texts
+        if self.fingerprint is not None:
+            out["fingerprint"] = self.fingerprint
         return out
 
 
@@ -114,14 +118,36 @@ def fail_unscannable(guard: Guard, reason: str) -> GatewayError | None:
     )
 
 
-def _log_safe(guard: Guard, slot: Slot, verdict: Verdict) -> str:
-    """The text as the event log may keep it: every category the policy redacts is redacted, whatever the
-    score, so a value that policy protects never reaches the log (shadow mode and flags included)."""
+def _log_safe(guard: Guard, slot: Slot, verdict: Verdict) -> dict[str, Any]:
+    """The text as the event log may keep it, with each finding's span in that text's own coordinates.
+
+    Every category the policy redacts is redacted, whatever the score, so a value that policy protects never
+    reaches the log (shadow mode and flags included). A finding inside a redacted stretch points at its
+    replacement."""
     redacting = {
         f.category
         for f in verdict.findings
         if guard.policy.category_rule(f.category, slot.source).action is Action.REDACT
     }
-    if not redacting:
-        return slot.text
-    return guard.redact(slot.text, verdict.findings, redacting, slot.source, None)
+    strategies = {c: guard.policy.category_rule(c, slot.source).redaction for c in redacting}
+    result = redact(slot.text, [f for f in verdict.findings if f.category in redacting], strategies)
+    spans = []
+    for f in verdict.findings:
+        if f.span is None:
+            continue
+        start, end = _moved(f.span.start, f.span.end, result.replacements)
+        spans.append({"start": start, "end": end, "category": f.category, "rule_id": f.rule_id or f.detector})
+    return {"where": slot.where, "text": result.text, "spans": spans}
+
+
+def _moved(start: int, end: int, replacements: tuple[Replacement, ...]) -> tuple[int, int]:
+    shift = 0
+    for r in replacements:  # in text order, not overlapping
+        if r.span.end <= start:
+            shift += len(r.replacement) - (r.span.end - r.span.start)
+        elif r.span.start < end:  # the finding overlaps this replacement: point at the replacement
+            new_start = r.span.start + shift
+            return new_start, new_start + len(r.replacement)
+        else:
+            break
+    return start + shift, end + shift

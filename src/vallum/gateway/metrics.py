@@ -32,6 +32,19 @@ class GatewayMetrics:
             ["upstream", "kind"],
             registry=r,
         )
+        self.analytics_errors = Counter(
+            "vallum_analytics_errors",
+            "Events behaviour analytics could not count (shared store down)",
+            registry=r,
+        )
+        self.queue_depth = Gauge("vallum_event_queue_depth", "Events waiting to be written", registry=r)
+        self.events_written = Gauge("vallum_events_written", "Events written to the store", registry=r)
+        self.restrictions = Counter(
+            "vallum_identity_refusals",
+            "Requests refused by an identity's block or cool-down",
+            ["kind"],
+            registry=r,
+        )
         self.events_dropped = Gauge(
             "vallum_events_dropped", "Events dropped because the queue was full", registry=r
         )

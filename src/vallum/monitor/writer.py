@@ -93,6 +93,10 @@ class StoreSink:
         except queue.Full:
             self._count_dropped(1)
 
+    def flush(self) -> None:
+        """Wait until every event emitted so far has been written (or counted as dropped)."""
+        self._queue.join()
+
     def close(self) -> None:
         """Write out everything queued, then stop the writer and close the store; safe to call twice."""
         if not self._closing.is_set():
@@ -107,6 +111,8 @@ class StoreSink:
             batch, stopping = self._next_batch()
             if batch:
                 self._write(batch)
+            for _ in range(len(batch) + stopping):  # the stop marker was taken from the queue too
+                self._queue.task_done()
         # An emit that raced with close() may have queued behind the stop marker.
         leftovers: list[Event] = []
         while True:

@@ -1,0 +1,1 @@
+"""Administration: versioned policies, client keys, and the authenticated admin API over them."""
