@@ -33,6 +33,7 @@ from vallum.compliance.markdown import render_markdown
 from vallum.compliance.report import build_report
 from vallum.core.guard import Guard
 from vallum.core.types import Identity, Source
+from vallum.dashboard import dashboard_routes
 from vallum.gateway import slots as slot_maps
 from vallum.gateway.bodies import (
     ChatBody,
@@ -204,7 +205,9 @@ class Gateway:
             *(Route(path, self._handler(endpoint), methods=["POST"]) for path, endpoint in ENDPOINTS.items()),
         ]
         if self.config.admin.tokens:
-            routes.append(Mount("/admin", routes=admin_routes(self._admin_services())))
+            services = self._admin_services()
+            routes.append(Mount("/admin", routes=admin_routes(services)))
+            routes.append(Mount("/dashboard", routes=dashboard_routes(services, lambda: self.guards)))
         limits = self.config.limits
         self.shedding = LoadShedder(
             Starlette(routes=routes, lifespan=self._lifespan),

@@ -1,0 +1,1 @@
+"""One module per dashboard page: each reads the admin services and renders its template."""
