@@ -345,10 +345,10 @@ class Gateway:
             )
         finally:
             if self.monitor.analytics is not None and ex.input.findings:
-                # Near-duplicate attacks (a mutation campaign) are recognised by this fingerprint.
-                ex.input.fingerprint = simhash(
-                    " ".join(s.text for s in request_slots if s.source is Source.USER)
-                )
+                # Near-duplicate attacks (a mutation campaign) are recognised by this fingerprint; only the
+                # newest user message, since a chat resends its earlier turns with every request.
+                newest = next((s.text for s in reversed(request_slots) if s.source is Source.USER), "")
+                ex.input.fingerprint = simhash(newest)
         body["model"] = upstream_model
         payload = json.dumps(body, ensure_ascii=False).encode()
         headers = dict(request.headers)

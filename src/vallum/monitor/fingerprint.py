@@ -4,18 +4,19 @@ The text is folded (lower case; full-width, styled and accented letters to plain
 look-alikes to Latin; invisible characters dropped) and cut into its words (runs of letters and digits, so
 spacing and punctuation do not count); leetspeak words are read as letters and spelled-out words
 ("i.g.n.o.r.e") joined up again. The words joined by single spaces are read as overlapping 5-byte n-grams
-of their UTF-8. Each n-gram is hashed
-to 64 bits (SplitMix64's finaliser over the five bytes); a bit of the fingerprint is set when more than half
-of the n-grams set it. Changing a few characters moves a fingerprint by a few bits, while unrelated texts
-differ in about 30 of the 64.
+of their UTF-8, each hashed to 64 bits (SplitMix64's finaliser); a bit of the fingerprint is set when more
+than half of the n-grams set it. Changing a few characters moves a fingerprint by a few bits, while
+unrelated texts differ in about 30 of the 64.
 
-Character n-grams rather than word shingles: an attack mutated by character swaps, leetspeak or synonyms
-changes one word, which spoils three word 3-shingles out of the dozen a short prompt has, but only a few
-of its hundred n-grams (benchmarks/behaviour_analytics.py measures both). Hashing is vectorised, so a
-kilobyte costs tens of microseconds.
+Character n-grams rather than word shingles: an attack mutated by a character swap, leetspeak or a synonym
+changes one word, which spoils three word 3-shingles out of the dozen a short prompt has, but only a few of
+its hundred n-grams. benchmarks/behaviour_analytics.py measures both: 83% of mutated attack variants fall
+within 12 bits of their original with this fingerprint, 40% with word 3-shingles, and no pair of unrelated
+prompts does with either. Hashing is vectorised: about 0.1 ms per KB, 20 µs for a one-line prompt.
 
-The gateway fingerprints the user text of each request and analytics compares the results, so both sides
-must use this function: the hex form is what events carry.
+Fingerprint the newest user message of a request, not the whole conversation: every turn of a chat resends
+the earlier ones, so fingerprints of whole conversations are near each other turn after turn, and one
+flagged message would make the rest of an ordinary chat look like a mutation campaign.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ from vallum.text.unicode_tables import CONFUSABLES
 
 _WORD = re.compile(r"\w+")
 _LOOKALIKES = str.maketrans({k: v for k, v in CONFUSABLES.items() if k == k.lower()})  # applied after lower()
+_ANY_LOOKALIKE = re.compile("[" + "".join(k for k in CONFUSABLES if k == k.lower()) + "]")
 # A word with look-alike digits between letters ("1gn0r3"), as vallum.text.leet defines it; "mp3" and
 # "covid19" are left alone.
 _LEET_WORD = re.compile(r"\b[a-z0134579]*[a-z][0134579]+[a-z][a-z0134579]*\b")
 _SPELLED_OUT = re.compile(r"(?<!\S)\w(?: \w(?!\S)){2,}")  # "i g n o r e", from "i.g.n.o.r.e" or "i-g-n-o-r-e"
+_MAY_BE_LEET = re.compile(r"[a-z][0134579]+[a-z]")
+_MAY_BE_SPELLED_OUT = re.compile(r" \w \w ")
 _N = 5
 # Longer texts are fingerprinted by their head and tail, where injected instructions sit; this bounds the
 # cost of a megabyte to that of 64 KB.
@@ -71,10 +75,19 @@ def hamming(a: str, b: str) -> int:
 
 def _canonical(text: str) -> str:
     """The words of the text, with the obfuscations mutation tools use undone: what is left to compare."""
-    folded = text.lower() if text.isascii() else text.translate(FOLD_TABLE).translate(_LOOKALIKES)
+    if text.isascii():
+        folded = text.lower()
+    else:
+        folded = text.translate(FOLD_TABLE)
+        if _ANY_LOOKALIKE.search(folded):  # a regex scan is far cheaper than translating every character
+            folded = folded.translate(_LOOKALIKES)
     words = " ".join(_WORD.findall(folded))
-    words = _LEET_WORD.sub(lambda m: m.group().translate(LEET), words)
-    return _SPELLED_OUT.sub(lambda m: m.group().replace(" ", ""), words)
+    # Each rewrite runs only where its cheap gate finds something: most text has neither.
+    if _MAY_BE_LEET.search(words):
+        words = _LEET_WORD.sub(lambda m: m.group().translate(LEET), words)
+    if _MAY_BE_SPELLED_OUT.search(f" {words} "):
+        words = _SPELLED_OUT.sub(lambda m: m.group().replace(" ", ""), words)
+    return words
 
 
 def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
