@@ -91,12 +91,12 @@ def test_the_request_rate_refills_over_time() -> None:
     clock = Clock()
     limiter = Limiter(clock=clock, wall=clock)
     limit = RateLimit(requests_per_minute=6)  # a burst of one, then one every ten seconds
-    assert limiter.admit("u", limit) is None
-    refusal = limiter.admit("u", limit)
+    assert limiter.take("u", limit) is None
+    refusal = limiter.take("u", limit)
     assert refusal is not None and refusal.code == "rate_limited" and refusal.retry_after == pytest.approx(10)
     clock.now += 10
-    assert limiter.admit("u", limit) is None
-    assert limiter.admit("other", limit) is None  # each identity has its own allowance
+    assert limiter.take("u", limit) is None
+    assert limiter.take("other", limit) is None  # each identity has its own allowance
 
 
 def test_the_token_budget_resets_each_day() -> None:
@@ -104,10 +104,10 @@ def test_the_token_budget_resets_each_day() -> None:
     limiter = Limiter(clock=clock, wall=clock)
     limit = RateLimit(tokens_per_day=100)
     limiter.charge("u", 100)
-    refusal = limiter.admit("u", limit)
+    refusal = limiter.take("u", limit)
     assert refusal is not None and refusal.code == "budget_exceeded"
     clock.now += 86_400
-    assert limiter.admit("u", limit) is None
+    assert limiter.take("u", limit) is None
 
 
 def test_the_breaker_opens_after_consecutive_failures_and_tries_once_after_reset() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import cast
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from vallum.admin.schema import api_keys
 from vallum.errors import VallumError
@@ -71,6 +72,13 @@ class KeyStore:
             )
         if done.rowcount == 0:
             raise KeyStoreError(f"no active key with id {key_id!r}")
+
+    def mark(self) -> tuple[int, float, float]:
+        """Changes whenever a key is made or revoked: what a replica compares to notice them."""
+        query = select(func.count(), func.max(api_keys.c.created), func.max(api_keys.c.revoked))
+        with self.engine.connect() as db:
+            count, created, revoked = db.execute(query).one()
+        return int(cast(int, count)), float(cast(float, created or 0)), float(cast(float, revoked or 0))
 
     def active(self) -> list[ClientKey]:
         return [key for key, revoked in self._rows() if revoked is None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -89,6 +90,15 @@ class PolicyStore:
         with self.engine.connect() as db:
             rows = db.execute(query.order_by(policy_versions.c.version.desc())).mappings().all()
         return [PolicyVersion(**row) for row in rows]
+
+    def heads(self) -> dict[str, int]:
+        """The newest version of every policy name: what a replica compares to notice a change made elsewhere."""
+        query = select(policy_versions.c.name, func.max(policy_versions.c.version)).group_by(
+            policy_versions.c.name
+        )
+        with self.engine.connect() as db:
+            rows = db.execute(query).all()
+        return {str(name): int(cast(int, version)) for name, version in rows}
 
     def names(self) -> list[str]:
         with self.engine.connect() as db:

@@ -52,6 +52,7 @@ from vallum.gateway.inspection import StageRecord, fail_unscannable, inspect
 from vallum.gateway.limits import Limiter
 from vallum.gateway.metrics import GatewayMetrics
 from vallum.gateway.monitoring import Monitor
+from vallum.gateway.shared_limits import RedisLimiter
 from vallum.gateway.shedding import LoadShedder
 from vallum.gateway.slots import Json, Slot, Unscannable
 from vallum.gateway.streams import OutputContext, relay_anthropic, relay_openai
@@ -183,7 +184,12 @@ class Gateway:
             self.guards[name] = Guard(self.policies.get(name).policy())
         self.keys = KeyRing([*config.keys, *self.key_store.active()])
         self.keys_required = config.keys_required or bool(self.keys.keys)
-        self.limiter = Limiter()
+        self.limiter: Limiter | RedisLimiter = (
+            RedisLimiter(config.redis_url, self.metrics, fail_mode=config.shared_state_fail)
+            if config.redis_url
+            else Limiter()
+        )
+        self._shared_marks = (self.policies.heads(), self.key_store.mark())
         self.telemetry = Telemetry.from_env()
         self.http = httpx.AsyncClient(
             limits=httpx.Limits(
@@ -220,11 +226,15 @@ class Gateway:
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.ready = True
+        sync = asyncio.get_running_loop().create_task(self._follow_shared_state())
         try:
             yield
         finally:
             self.ready = False
+            sync.cancel()
             await self.http.aclose()
+            if isinstance(self.limiter, RedisLimiter):
+                await self.limiter.close()
             self.monitor.close()
             self.telemetry.shutdown()
 
@@ -294,7 +304,7 @@ class Gateway:
         )
         ex.model, ex.stream = body["model"], bool(body.get("stream"))
         limit = caller.key.limits if caller.key and caller.key.limits else config.default_limits
-        if refusal := self.limiter.admit(caller.limit_key, limit):
+        if refusal := await self.limiter.admit(caller.limit_key, limit):
             message = (
                 "Too many requests for this identity."
                 if refusal.code == "rate_limited"
@@ -501,6 +511,27 @@ class Gateway:
 
     def _audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
         self.monitor.audit.record(action, actor=actor, target=target, detail=detail)
+
+    async def _follow_shared_state(self) -> None:
+        """Pick up policies and keys that another replica (or this one) changed in the shared database."""
+        while True:
+            await asyncio.sleep(self.config.sync_interval_s)
+            try:
+                await asyncio.to_thread(self._sync_shared_state)
+            except Exception as exc:  # a database outage must not end the loop; it recovers on its own
+                self.metrics.shared_state_errors.labels("database", self.config.shared_state_fail).inc()
+                log.warning("could not read shared policies and keys: %s", exc)
+
+    def _sync_shared_state(self) -> None:
+        heads, keys = self.policies.heads(), self.key_store.mark()
+        known_heads, known_keys = self._shared_marks
+        for name, version in heads.items():
+            if known_heads.get(name) != version:
+                self.guards[name] = Guard(self.policies.get(name, version).policy())
+                log.info("policy %s v%d is now in force", name, version)
+        if keys != known_keys:
+            self._reload_keys()
+        self._shared_marks = (heads, keys)
 
     def _activate_policy(self, version: PolicyVersion) -> None:
         self.guards[version.name] = Guard(version.policy())

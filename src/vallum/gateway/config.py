@@ -166,7 +166,12 @@ class GatewayConfig(_Strict):
     events: Events = Field(default_factory=Events)
     # Events, audit trail, versioned policies and admin-made keys; PostgreSQL when replicas share them.
     database_url: str = "sqlite:///vallum.db"
-    redis_url: str | None = None  # shared behaviour-analytics windows for several replicas
+    redis_url: str | None = None  # rate limits, budgets and analytics windows shared by several replicas
+    # When Redis or the database cannot be reached: open lets requests through, closed refuses them (503).
+    shared_state_fail: Literal["open", "closed"] = "open"
+    sync_interval_s: float = Field(
+        2.0, gt=0
+    )  # how often a replica looks for policies and keys changed elsewhere
     analytics: Analytics = Field(default_factory=Analytics)
     alerts: Path | None = None  # alert rules (examples/alerts.yaml)
     audit: Audit = Field(default_factory=Audit)

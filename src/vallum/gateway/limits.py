@@ -1,4 +1,8 @@
-"""Per-identity request rates and token budgets, counted in this process."""
+"""Per-identity request rates and token budgets: counted in this process, or in Redis for several replicas.
+
+Both counters share one interface: `admit` before a request (awaited: the shared one asks Redis), `charge`
+after it with the tokens the upstream reported (never awaited on the request path).
+"""
 
 from __future__ import annotations
 
@@ -31,14 +35,19 @@ class _Budget:
 
 
 class Limiter:
-    """A token bucket per identity for requests, and a daily token budget charged from upstream usage."""
+    """A token bucket per identity for requests, and a daily token budget charged from upstream usage.
+
+    The count lives in this process; `RedisLimiter` keeps the same count for all replicas together."""
 
     def __init__(self, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
         self._clock, self._wall = clock, wall
         self._buckets: dict[str, _Bucket] = {}
         self._budgets: dict[str, _Budget] = {}
 
-    def admit(self, who: str, limit: RateLimit) -> Refusal | None:
+    async def admit(self, who: str, limit: RateLimit) -> Refusal | None:
+        return self.take(who, limit)
+
+    def take(self, who: str, limit: RateLimit) -> Refusal | None:
         """Take one request from `who`'s allowance; None when admitted, else why not and for how long."""
         if limit.tokens_per_day is not None:
             budget = self._budget(who)

@@ -37,6 +37,12 @@ class GatewayMetrics:
             "Events behaviour analytics could not count (shared store down)",
             registry=r,
         )
+        self.shared_state_errors = Counter(
+            "vallum_shared_state_errors",
+            "Calls to shared state (redis, database) that failed, and the fail mode that decided",
+            ["store", "fail_mode"],
+            registry=r,
+        )
         self.queue_depth = Gauge("vallum_event_queue_depth", "Events waiting to be written", registry=r)
         self.events_written = Gauge("vallum_events_written", "Events written to the store", registry=r)
         self.restrictions = Counter(
