@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import create_engine, text
 
 POSTGRES_URL = os.environ.get("VALLUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VALLUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -45,3 +49,19 @@ def redis_url() -> str:
     """The URL of the test Redis; skips or fails when it is down."""
     _require("Redis", REDIS_URL, 6379)
     return REDIS_URL
+
+
+@contextmanager
+def fresh_postgres_schema(prefix: str = "vallum_test") -> Iterator[str]:
+    """A URL of the test PostgreSQL database whose search path is a new, empty schema, dropped afterwards."""
+    base = postgres_url()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

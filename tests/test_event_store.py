@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, select, text, update
+from sqlalchemy import inspect, select, text, update
 
-from tests.services import postgres_url
+from tests.services import fresh_postgres_schema
 from vallum.admin import schema as admin_schema
 from vallum.errors import EventStoreError
 from vallum.monitor.commands import run_db_upgrade, run_events_purge, run_rotate
@@ -109,17 +108,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'events.db'}"
         return
-    base = postgres_url()
-    schema = f"vallum_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 from tests.loopback import serve_in_thread
-from tests.services import postgres_url, redis_url
+from tests.services import fresh_postgres_schema, redis_url
 from vallum.audit.cli import run_verify
 from vallum.gateway import Gateway, GatewayConfig
 from vallum.gateway.identity import digest
@@ -37,17 +37,8 @@ class Cluster:
 
 @pytest.fixture
 def shared_database() -> Iterator[str]:
-    base = postgres_url()
-    schema = f"vallum_replicas_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(base)
-    with engine.begin() as db:
-        db.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as db:
-            db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    with fresh_postgres_schema("vallum_replicas") as url:
+        yield url
 
 
 @pytest.fixture

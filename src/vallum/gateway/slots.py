@@ -99,6 +99,16 @@ def leaf_slots(value: Any, source: Source, where: str) -> Iterator[Slot]:
             yield from leaf_slots(item, source, path)
 
 
+def _tool_call_slots(message: Json, where: str) -> Iterator[Slot]:
+    """The arguments of each tool call an (OpenAI) assistant message makes."""
+    for k, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and (
+            slot := _json_string_slot(function, "arguments", Source.TOOL_CALL, f"{where}.tool_calls[{k}]")
+        ):
+            yield slot
+
+
 # ---- OpenAI requests --------------------------------------------------------------------------------------
 
 
@@ -108,12 +118,7 @@ def chat_request(body: Json) -> list[Slot]:
         source = _ROLE_SOURCE.get(str(message.get("role")), Source.USER)
         where = f"messages[{i}]"
         slots.extend(_content_slots(message, source, where))
-        for k, call in enumerate(message.get("tool_calls") or []):
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and (
-                slot := _json_string_slot(function, "arguments", Source.TOOL_CALL, f"{where}.tool_calls[{k}]")
-            ):
-                slots.append(slot)
+        slots.extend(_tool_call_slots(message, where))
     return slots
 
 
@@ -147,12 +152,7 @@ def chat_response(body: Json) -> list[Slot]:
             continue
         where = f"choices[{i}].message"
         slots.extend(_content_slots(message, Source.MODEL_OUTPUT, where))
-        for k, call in enumerate(message.get("tool_calls") or []):
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and (
-                slot := _json_string_slot(function, "arguments", Source.TOOL_CALL, f"{where}.tool_calls[{k}]")
-            ):
-                slots.append(slot)
+        slots.extend(_tool_call_slots(message, where))
     return slots
 
 
