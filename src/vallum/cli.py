@@ -168,6 +168,21 @@ def _parser() -> argparse.ArgumentParser:
     alert_test.add_argument("--events", type=Path, help="a JSONL events file (the gateway's jsonl sink)")
     alert_test.add_argument("--db", help="or a database URL of the event store")
     alert_test.set_defaults(run=_alerts_test)
+
+    rag = commands.add_parser("rag", help="RAG protection: scan documents before indexing")
+    rag_commands = rag.add_subparsers(dest="rag_command", required=True)
+    rag_scan = rag_commands.add_parser(
+        "scan",
+        help="scan documents (text, Markdown, HTML, PDF) for injection, hidden content, PII and secrets",
+        description="Exit 0 when every document is clean, 1 when any is blocked or unreadable, 2 on a usage error.",
+    )
+    rag_scan.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    rag_scan.add_argument("--format", choices=["text", "json"], default="text")
+    rag_scan.add_argument("--output", type=Path)
+    rag_scan.add_argument(
+        "--policy", type=Path, help="policy YAML (default: the built-in policy with PII on)"
+    )
+    rag_scan.set_defaults(run=_rag_scan)
     return parser
 
 
@@ -363,6 +378,12 @@ def _alerts_test(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return run_alert_test(args.rules, stored)
+
+
+def _rag_scan(args: argparse.Namespace) -> int:
+    from vallum.rag.cli import run_rag_scan
+
+    return run_rag_scan(args.paths, args.format, args.output, args.policy)
 
 
 class _UsageError(VallumError):

@@ -1,0 +1,101 @@
+"""The `hidden_instructions` detector: instruction-like text in content a document hides from readers.
+
+It runs only on hidden text (the scanner gives it a Guard of its own), where ordinary imperative
+sentences are already suspicious: nobody reads that text but the model. Rules are data, in
+src/vallum/rules/hidden_instructions.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vallum.core.detector import ALL_SOURCES
+from vallum.core.types import Finding, Source
+from vallum.detectors.patternset import PatternSet
+from vallum.detectors.rules import (
+    RatedRule,
+    bundled_rule_path,
+    compiled_in_re2,
+    ensure_unique,
+    load_rule_file,
+)
+from vallum.text.normalize import NormalizedText
+
+SUBTYPE = "hidden_instructions"
+MAX_EVIDENCE_CHARS = 160
+
+
+class HiddenInstructionRule(RatedRule):
+    id: str = Field(pattern=r"^VAL-HID-\d{4}$")
+    description: str = Field(min_length=1)
+    patterns: tuple[str, ...] = Field(min_length=1)
+    examples: tuple[str, ...] = ()
+    counter_examples: tuple[str, ...] = ()
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return compiled_in_re2(patterns)
+
+
+class HiddenInstructionRuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    rules: tuple[HiddenInstructionRule, ...]
+
+    @model_validator(mode="after")
+    def _ids_are_unique(self) -> HiddenInstructionRuleFile:
+        ensure_unique((rule.id for rule in self.rules), "rule id")
+        return self
+
+
+class HiddenInstructionsDetector:
+    name: ClassVar[str] = SUBTYPE
+    categories: ClassVar[tuple[str, ...]] = ("injection",)
+    sources: ClassVar[frozenset[Source]] = ALL_SOURCES
+
+    def __init__(self, rule_file: str | Path | None = None) -> None:
+        path = Path(rule_file) if rule_file is not None else bundled_rule_path(SUBTYPE)
+        self.rules = load_rule_file(path, HiddenInstructionRuleFile).rules
+        self._rule_of_pattern = [rule for rule in self.rules for _ in rule.patterns]
+        self._patterns = PatternSet([pattern for rule in self.rules for pattern in rule.patterns])
+
+    def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]:
+        findings: list[Finding] = []
+        reported: set[str] = set()
+        scanned: set[str] = set()
+        for view in text.views:
+            if view.text in scanned:
+                continue
+            scanned.add(view.text)
+            data = view.text.encode("utf-8")
+            for index in self._patterns.matching(data):
+                rule = self._rule_of_pattern[index]
+                if rule.id in reported:
+                    continue
+                found = self._patterns.span(index, view.text, data)
+                if found is None:
+                    continue
+                reported.add(rule.id)
+                findings.append(
+                    Finding(
+                        detector=self.name,
+                        category="injection",
+                        severity=rule.severity_level,
+                        score=rule.score,
+                        span=view.span(*found),
+                        evidence=_evidence(view.text[found[0] : found[1]]),
+                        subtype=SUBTYPE,
+                        rule_id=rule.id,
+                    )
+                )
+        return findings
+
+
+def _evidence(matched: str) -> str:
+    trimmed = " ".join(matched.split())
+    return trimmed if len(trimmed) <= MAX_EVIDENCE_CHARS else trimmed[: MAX_EVIDENCE_CHARS - 1] + "…"
