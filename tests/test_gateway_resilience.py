@@ -302,6 +302,7 @@ def gateway_with_unreachable_upstream(tmp_path: Path) -> Iterator[Running]:
                 "routes": [{"model": "down-*", "upstream": "down"}, {"model": "*", "upstream": "sim"}],
                 "events": {"sink": "jsonl", "path": str(tmp_path / "events.jsonl")},
                 "database_url": f"sqlite:///{tmp_path / 'vallum.db'}",
+                "limits": {"max_loop_lag_ms": 10_000},
             }
         )
         gateway = Gateway(config)
@@ -547,6 +548,7 @@ def test_shutdown_lets_an_open_stream_finish(tmp_path: Path) -> None:
                 "routes": [{"model": "*", "upstream": "sim"}],
                 "events": {"sink": "jsonl", "path": str(tmp_path / "events.jsonl")},
                 "database_url": f"sqlite:///{tmp_path / 'vallum.db'}",
+                "limits": {"max_loop_lag_ms": 10_000},
                 "drain_s": 10,
             }
         )

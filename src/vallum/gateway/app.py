@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -180,8 +181,11 @@ class Gateway:
         engine = make_engine(config.database_url)
         self.policies, self.key_store = PolicyStore(engine), KeyStore(engine)
         self.guards = {name: Guard(path) for name, path in config.policies.items()}
-        for name in self.policies.names():  # versions published through the admin API win over the file
-            self.guards[name] = Guard(self.policies.get(name).policy())
+        # Versions published through the admin API win over the file; a replica only ever moves forward.
+        self._in_force: dict[str, int] = {}
+        self._policy_lock = threading.Lock()
+        for name in self.policies.names():
+            self._activate_policy(self.policies.get(name))
         self.keys = KeyRing([*config.keys, *self.key_store.active()])
         self.keys_required = config.keys_required or bool(self.keys.keys)
         self.limiter: Limiter | RedisLimiter = (
@@ -526,15 +530,20 @@ class Gateway:
         heads, keys = self.policies.heads(), self.key_store.mark()
         known_heads, known_keys = self._shared_marks
         for name, version in heads.items():
-            if known_heads.get(name) != version:
-                self.guards[name] = Guard(self.policies.get(name, version).policy())
+            if known_heads.get(name) != version and version > self._in_force.get(name, 0):
+                self._activate_policy(self.policies.get(name, version))
                 log.info("policy %s v%d is now in force", name, version)
         if keys != known_keys:
             self._reload_keys()
         self._shared_marks = (heads, keys)
 
     def _activate_policy(self, version: PolicyVersion) -> None:
-        self.guards[version.name] = Guard(version.policy())
+        guard = Guard(version.policy())  # built outside the lock: it may take a while
+        with self._policy_lock:
+            # The admin API and the shared-state follower both get here; an older version never wins.
+            if version.version >= self._in_force.get(version.name, 0):
+                self.guards[version.name] = guard
+                self._in_force[version.name] = version.version
 
     def _reload_keys(self) -> None:
         self.keys = KeyRing([*self.config.keys, *self.key_store.active()])

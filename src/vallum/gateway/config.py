@@ -92,7 +92,7 @@ class Limits(_Strict):
     # request down until all of them time out. In-flight requests are mostly waiting on upstreams, so the
     # count can be high; event-loop lag is what shows the CPU is saturated.
     max_in_flight: int = Field(4096, gt=0)
-    max_loop_lag_ms: float = Field(100.0, gt=0)
+    max_loop_lag_ms: float = Field(250.0, gt=0)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     max_messages: int = Field(512, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)  # a client that uploads slower than this is cut off
