@@ -183,6 +183,17 @@ def _parser() -> argparse.ArgumentParser:
         "--policy", type=Path, help="policy YAML (default: the built-in policy with PII on)"
     )
     rag_scan.set_defaults(run=_rag_scan)
+
+    from vallum.redteam.cli import configure  # cheap: the heavy imports happen when the command runs
+
+    configure(
+        commands.add_parser(
+            "redteam",
+            help="attack an LLM endpoint with vallum's suites; HTML, JSON, SARIF and JUnit reports",
+            description="Run attack suites against an OpenAI- or Anthropic-compatible endpoint (a provider, a "
+            "local server, or a vallum gateway); `vallum redteam import-garak REPORT` imports garak's findings.",
+        )
+    )
     return parser
 
 

