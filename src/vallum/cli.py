@@ -184,6 +184,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     rag_scan.set_defaults(run=_rag_scan)
 
+    agent = commands.add_parser("agent", help="the tool-call firewall for agents")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True)
+    check = agent_commands.add_parser(
+        "check",
+        help="judge the tool calls of OpenAI-format conversations (JSON lines)",
+        description='Each input line is {"messages": [...], "tools": [...]} whose last message is the assistant '
+        'message with the calls to judge; each output line has "action" (allow | block | confirm), "calls" and '
+        '"findings". Exit 2 at the end when any line was invalid (judged block).',
+    )
+    check.add_argument("--input", type=Path, required=True)
+    check.add_argument("--output", type=Path, required=True)
+    check.add_argument("--policy", type=Path, help="agent policy YAML (see examples/agent_policy.yaml)")
+    check.set_defaults(run=_agent_check)
+
     from vallum.redteam.cli import configure  # cheap: the heavy imports happen when the command runs
 
     configure(
@@ -389,6 +403,12 @@ def _alerts_test(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return run_alert_test(args.rules, stored)
+
+
+def _agent_check(args: argparse.Namespace) -> int:
+    from vallum.agents.cli import run_agent_check
+
+    return run_agent_check(args.input, args.output, args.policy)
 
 
 def _rag_scan(args: argparse.Namespace) -> int:
