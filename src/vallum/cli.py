@@ -184,6 +184,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     rag_scan.set_defaults(run=_rag_scan)
 
+    model = commands.add_parser("model", help="scan model files before they are loaded; write an ML-BOM")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    model_scan = model_commands.add_parser(
+        "scan",
+        help="judge model files and folders without executing anything",
+        description="Exit 0 when every file is safe, 1 when any is unsafe or could not be judged, 2 on a usage error.",
+    )
+    model_scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    model_scan.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    model_scan.add_argument("--output", type=Path)
+    model_scan.add_argument(
+        "--policy", type=Path, help="model-scan policy YAML (examples/model-scan-policy.yaml)"
+    )
+    model_scan.set_defaults(
+        run=lambda a: _supplychain().run_model_scan(a.paths, a.format, a.output, a.policy)
+    )
+    model_bom = model_commands.add_parser(
+        "bom", help="write a CycloneDX ML-BOM: each file's hash, format, verdict"
+    )
+    model_bom.add_argument("path", type=Path)
+    model_bom.add_argument("--output", type=Path)
+    model_bom.add_argument("--policy", type=Path)
+    model_bom.set_defaults(run=lambda a: _supplychain().run_model_bom(a.path, a.output, a.policy))
+
     agent = commands.add_parser("agent", help="the tool-call firewall for agents")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True)
     check = agent_commands.add_parser(
@@ -403,6 +427,12 @@ def _alerts_test(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return run_alert_test(args.rules, stored)
+
+
+def _supplychain() -> Any:
+    import vallum.supplychain
+
+    return vallum.supplychain
 
 
 def _agent_check(args: argparse.Namespace) -> int:
