@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -35,13 +35,14 @@ class BatchReport:
     actions: dict[str, int] = field(default_factory=dict)
 
 
-def read_rows(stream: IO[bytes], *, strict_source: bool = True) -> Iterator[tuple[Row, int]]:
+def read_rows(stream: IO[bytes], *, strict_source: bool = True, start: int = 1) -> Iterator[tuple[Row, int]]:
     """Parse each line; yield the row and the number of bytes it used (for progress bars).
 
     With `strict_source=False` a `source` that names no vallum source (labelled datasets use the field
-    for provenance, "owner/repo@commit:path") reads as a user turn instead of an invalid row.
+    for provenance, "owner/repo@commit:path") reads as a user turn instead of an invalid row. `start` is
+    the line number of the stream's first line (a shard of a larger file starts part-way through it).
     """
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(stream, start=start):
         size = len(raw)
         if not raw.strip():
             continue
@@ -59,6 +60,11 @@ def parse_row(raw: bytes, number: int, *, strict_source: bool = True) -> Row:
         return Row(number, None, {}, f"invalid JSON: {exc.msg} (column {exc.colno})")
     if not isinstance(obj, dict):
         return Row(number, None, {}, f"expected a JSON object, got {type(obj).__name__}")
+    return parse_record(obj, number, strict_source=strict_source)
+
+
+def parse_record(obj: dict[str, Any], number: int, *, strict_source: bool = True) -> Row:
+    """A decoded record (a JSON object, a Parquet row) as a row to scan, or as an invalid row saying why."""
     body = obj.get("text")
     if not isinstance(body, str):
         return Row(number, None, {}, "missing string field 'text'")
@@ -91,19 +97,8 @@ def scan_stream(
 
     def flush() -> None:
         nonlocal pending_bytes
-        valid = [r for r in pending if r.message is not None]
-        verdicts = iter(guard.scan_batch([r.message for r in valid if r.message is not None]))
-        for row in pending:
-            report.rows += 1
-            if row.error is not None:
-                report.invalid.append(f"line {row.line}: {row.error}")
-                record: dict[str, Any] = {**row.passthrough, "line": row.line, "error": row.error}
-            else:
-                verdict = next(verdicts)
-                report.scanned += 1
-                report.actions[verdict.action.value] = report.actions.get(verdict.action.value, 0) + 1
-                record = {**row.passthrough, **verdict.to_dict()}
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for line in scan_chunk(guard, pending, report):
+            out.write(line + "\n")
         out.flush()
         if on_progress is not None:
             on_progress(pending_bytes)
@@ -118,6 +113,27 @@ def scan_stream(
     if pending:
         flush()
     return report
+
+
+def scan_chunk(guard: Guard, rows: Sequence[Row], report: BatchReport) -> list[str]:
+    """Scan one batch of rows together; their output lines (JSON, without the newline) in order.
+
+    Every engine writes its output through this function, so the local and the Ray engine agree row for row.
+    """
+    verdicts = iter(guard.scan_batch([r.message for r in rows if r.message is not None]))
+    lines = []
+    for row in rows:
+        report.rows += 1
+        if row.error is not None:
+            report.invalid.append(f"line {row.line}: {row.error}")
+            record: dict[str, Any] = {**row.passthrough, "line": row.line, "error": row.error}
+        else:
+            verdict = next(verdicts)
+            report.scanned += 1
+            report.actions[verdict.action.value] = report.actions.get(verdict.action.value, 0) + 1
+            record = {**row.passthrough, **verdict.to_dict()}
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return lines
 
 
 def read_text_arg(value: str, stdin: IO[bytes]) -> str:

@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--batch-size", type=int, default=64, help="rows scanned together (default: 64)")
     scan.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    scan.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: scan on a Ray cluster, resumable by shard (pip install 'vallum[ray]')",
+    )
+    scan.add_argument("--address", help="with --engine ray: a running cluster's address (default: start one)")
+    scan.add_argument(
+        "--workers", type=int, help="with --engine ray: actors scanning at once (default: one per CPU)"
+    )
     scan.set_defaults(run=_scan)
 
     evaluate = commands.add_parser(
@@ -265,6 +275,19 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _scan_file(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from vallum.batch_ray import run_ray_scan
+
+        return run_ray_scan(
+            args.input,
+            args.output,
+            args.policy,
+            args.address,
+            workers=args.workers,
+            batch_size=max(1, args.batch_size),
+            skip_invalid=args.skip_invalid,
+            progress=not args.no_progress,
+        )
     from contextlib import ExitStack
 
     from vallum.batch import read_rows, scan_stream
