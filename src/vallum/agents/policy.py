@@ -41,13 +41,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import re2
-import yaml
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema import validators
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vallum.core.policy import Policy, _explain
-from vallum.datafiles import load_yaml
+from vallum.core.policy import Policy, parse_yaml_model
 from vallum.detectors.rules import compiled_in_re2
 from vallum.errors import PolicyError
 
@@ -165,21 +163,7 @@ class AgentPolicy(_Strict):
 
     @classmethod
     def from_yaml(cls, text: str, *, filename: str = "<agent policy>") -> AgentPolicy:
-        try:
-            root = yaml.compose(text)
-            data = load_yaml(text)
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"{filename}: not valid YAML: {exc}") from exc
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise PolicyError(f"{filename}: an agent policy must be a mapping at the top level")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise PolicyError(
-                _explain(exc, root, filename).replace("invalid policy", "invalid agent policy")
-            ) from exc
+        return parse_yaml_model(cls, text, filename=filename, kind="agent policy")
 
     @classmethod
     def from_file(cls, path: str | Path) -> AgentPolicy:

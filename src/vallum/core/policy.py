@@ -13,7 +13,7 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,6 +23,9 @@ from vallum.datafiles import load_yaml
 from vallum.errors import PolicyError
 
 Paranoia = Literal[1, 2, 3, 4]
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -131,19 +134,7 @@ class Policy(_Strict):
 
     @classmethod
     def from_yaml(cls, text: str, *, filename: str = "<policy>") -> Policy:
-        try:
-            root = yaml.compose(text)
-            data = load_yaml(text)
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"{filename}: not valid YAML: {exc}") from exc
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise PolicyError(f"{filename}: a policy must be a mapping at the top level")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise PolicyError(_explain(exc, root, filename)) from exc
+        return parse_yaml_model(cls, text, filename=filename, kind="policy")
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -155,8 +146,25 @@ class Policy(_Strict):
         return cls.from_yaml(text, filename=str(path))
 
 
-def _explain(exc: ValidationError, root: yaml.Node | None, filename: str) -> str:
-    lines = [f"{filename}: invalid policy"]
+def parse_yaml_model(model: type[M], text: str, *, filename: str, kind: str) -> M:
+    """`text` as a `model`, or a PolicyError naming each wrong key with its line (`kind` names the document)."""
+    try:
+        root = yaml.compose(text)
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{filename}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError(f"{filename}: a {kind} must be a mapping at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_explain(exc, root, filename, kind)) from exc
+
+
+def _explain(exc: ValidationError, root: yaml.Node | None, filename: str, kind: str) -> str:
+    lines = [f"{filename}: invalid {kind}"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         key = ".".join(loc) or "<root>"

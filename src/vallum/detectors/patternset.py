@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 import re2
 
 from vallum.errors import DetectorError
+from vallum.text.normalize import NormalizedText, View
 
 DEFAULT_MAX_MEM = 64 << 20
+MAX_EVIDENCE_CHARS = 160
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_HasId)
 
 
 class PatternSet:
@@ -63,3 +74,34 @@ class PatternSet:
             return start, end
         char_start = len(data[:start].decode("utf-8"))
         return char_start, char_start + len(data[start:end].decode("utf-8"))
+
+
+def first_match_per_rule(
+    patterns: PatternSet,
+    rule_of_pattern: Sequence[R],
+    text: NormalizedText,
+    accept: Callable[[R], bool] = lambda _rule: True,
+) -> Iterator[tuple[R, View, int, int]]:
+    """Each accepted rule's first match over the text's distinct views: (rule, view, start, end in the view)."""
+    reported: set[str] = set()
+    scanned: set[str] = set()
+    for view in text.views:
+        if view.text in scanned:
+            continue
+        scanned.add(view.text)
+        data = view.text.encode("utf-8")
+        for index in patterns.matching(data):
+            rule = rule_of_pattern[index]
+            if rule.id in reported or not accept(rule):
+                continue
+            found = patterns.span(index, view.text, data)
+            if found is None:
+                continue
+            reported.add(rule.id)
+            yield rule, view, found[0], found[1]
+
+
+def evidence(matched: str) -> str:
+    """A matched stretch as findings quote it: whitespace collapsed, at most MAX_EVIDENCE_CHARS."""
+    trimmed = " ".join(matched.split())
+    return trimmed if len(trimmed) <= MAX_EVIDENCE_CHARS else trimmed[: MAX_EVIDENCE_CHARS - 1] + "…"

@@ -8,11 +8,10 @@ from typing import ClassVar
 
 from vallum.core.detector import ALL_SOURCES
 from vallum.core.types import Finding, Source
-from vallum.detectors.patternset import DEFAULT_MAX_MEM, PatternSet
+from vallum.detectors.patternset import DEFAULT_MAX_MEM, PatternSet, evidence, first_match_per_rule
 from vallum.detectors.rules import Rule, bundled_rule_path, load_rules
 from vallum.text.normalize import NormalizedText
 
-MAX_EVIDENCE_CHARS = 160
 PARANOIA_LEVELS = (1, 2, 3, 4)
 
 
@@ -61,40 +60,18 @@ class InjectionSignatures:
 
     def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]:
         matcher = self._matcher(paranoia)
-        findings: list[Finding] = []
-        reported: set[str] = set()
-        scanned: set[str] = set()
-        for view in text.views:
-            if view.text in scanned:
-                continue
-            scanned.add(view.text)
-            data = view.text.encode("utf-8")
-            for index in matcher.patterns.matching(data):
-                rule = matcher.rule_of_pattern[index]
-                if rule.id in reported or not rule.applies_to(source):
-                    continue
-                found = matcher.patterns.span(index, view.text, data)
-                if found is None:
-                    continue
-                start, end = found
-                reported.add(rule.id)
-                findings.append(
-                    Finding(
-                        detector=self.name,
-                        category="injection",
-                        severity=rule.severity_level,
-                        score=rule.score,
-                        span=view.span(start, end),
-                        evidence=_evidence(view.text[start:end]),
-                        subtype=rule.subtype,
-                        rule_id=rule.id,
-                    )
-                )
-        return findings
-
-
-def _evidence(matched: str) -> str:
-    trimmed = " ".join(matched.split())
-    if len(trimmed) <= MAX_EVIDENCE_CHARS:
-        return trimmed
-    return trimmed[: MAX_EVIDENCE_CHARS - 1] + "…"
+        return [
+            Finding(
+                detector=self.name,
+                category="injection",
+                severity=rule.severity_level,
+                score=rule.score,
+                span=view.span(start, end),
+                evidence=evidence(view.text[start:end]),
+                subtype=rule.subtype,
+                rule_id=rule.id,
+            )
+            for rule, view, start, end in first_match_per_rule(
+                matcher.patterns, matcher.rule_of_pattern, text, lambda rule: rule.applies_to(source)
+            )
+        ]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vallum.core.detector import ALL_SOURCES
 from vallum.core.types import Finding, Source
-from vallum.detectors.patternset import PatternSet
+from vallum.detectors.patternset import PatternSet, evidence, first_match_per_rule
 from vallum.detectors.rules import (
     RatedRule,
     bundled_rule_path,
@@ -25,7 +25,6 @@ from vallum.detectors.rules import (
 from vallum.text.normalize import NormalizedText
 
 SUBTYPE = "hidden_instructions"
-MAX_EVIDENCE_CHARS = 160
 
 
 class HiddenInstructionRule(RatedRule):
@@ -65,37 +64,16 @@ class HiddenInstructionsDetector:
         self._patterns = PatternSet([pattern for rule in self.rules for pattern in rule.patterns])
 
     def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]:
-        findings: list[Finding] = []
-        reported: set[str] = set()
-        scanned: set[str] = set()
-        for view in text.views:
-            if view.text in scanned:
-                continue
-            scanned.add(view.text)
-            data = view.text.encode("utf-8")
-            for index in self._patterns.matching(data):
-                rule = self._rule_of_pattern[index]
-                if rule.id in reported:
-                    continue
-                found = self._patterns.span(index, view.text, data)
-                if found is None:
-                    continue
-                reported.add(rule.id)
-                findings.append(
-                    Finding(
-                        detector=self.name,
-                        category="injection",
-                        severity=rule.severity_level,
-                        score=rule.score,
-                        span=view.span(*found),
-                        evidence=_evidence(view.text[found[0] : found[1]]),
-                        subtype=SUBTYPE,
-                        rule_id=rule.id,
-                    )
-                )
-        return findings
-
-
-def _evidence(matched: str) -> str:
-    trimmed = " ".join(matched.split())
-    return trimmed if len(trimmed) <= MAX_EVIDENCE_CHARS else trimmed[: MAX_EVIDENCE_CHARS - 1] + "…"
+        return [
+            Finding(
+                detector=self.name,
+                category="injection",
+                severity=rule.severity_level,
+                score=rule.score,
+                span=view.span(start, end),
+                evidence=evidence(view.text[start:end]),
+                subtype=SUBTYPE,
+                rule_id=rule.id,
+            )
+            for rule, view, start, end in first_match_per_rule(self._patterns, self._rule_of_pattern, text)
+        ]
