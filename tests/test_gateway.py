@@ -166,6 +166,18 @@ def test_a_long_streamed_answer_arrives_whole(gw: Running) -> None:
     assert stream_text(oa(gw), "#sim:chunk=5\na long story") == LONG_REPLY
 
 
+def test_the_first_streamed_words_wait_only_for_the_hold_back_and_the_first_step(tmp_path: Path) -> None:
+    settings = {"stream_holdback": 16, "stream_first_step": 8, "stream_min_step": 10_000}
+    with running_gateway(tmp_path, SCRIPT, **settings) as running:
+        chunks = oa(running).chat.completions.create(  # type: ignore[call-overload]
+            model="sim-echo", messages=user("#sim:chunk=4\na long story"), stream=True
+        )
+        pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    # The first release comes once 16 + 8 characters wait; with min_step that large the rest comes at the end.
+    assert 8 <= len(pieces[0]) < 16 and len(pieces) == 2
+    assert "".join(pieces) == LONG_REPLY
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_tool_call_arguments_are_checked_before_they_reach_the_client(gw: Running, stream: bool) -> None:
     client = oa(gw)

@@ -58,6 +58,8 @@ class _TextStream:
             self.ctx.guard,
             source=Source.MODEL_OUTPUT,
             holdback=self.ctx.holdback,
+            min_step=self.ctx.min_step,
+            first_step=self.ctx.first_step,
             vault=self.ctx.output_vault,
         )
         self.restorer = self.ctx.vault.stream_restorer()

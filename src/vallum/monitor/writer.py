@@ -1,7 +1,8 @@
 """StoreSink: the gateway's event sink that writes to an EventStore in batches, off the request path.
 
-`emit` only puts the event on a bounded queue. A writer thread takes up to `batch_size` events, or what
-arrived within `max_wait_s` of the first, and writes them in one transaction.
+`emit` only puts the event on a bounded queue (and, with a spool, journals it: see spool.py). A writer thread
+takes up to `batch_size` events, or what arrived within `max_wait_s` of the first, and writes them in one
+transaction.
 
 When the queue is full, `overflow` decides:
 - "drop" (default): the event is dropped and counted in `dropped`; `emit` never waits, so the event loop
@@ -17,8 +18,11 @@ try after a pause of `probe_s`, so an outage costs no busy loop; meanwhile the q
 at once, so shutdown never waits on a dead database. Nothing is ever raised to the caller of `emit`.
 
 `close()` writes out everything already queued before it returns: no event that `emit` accepted is lost on
-a clean shutdown while the database is reachable. A crash loses what was queued and the batch in flight
-(benchmarks/event_store.py measures it). The sink owns its store and closes it.
+a clean shutdown while the database is reachable. Without a spool a crash loses what was queued and the
+batch in flight (up to `queue_size` events); with one (`spool=DIRECTORY`, the gateway's default) it loses
+fewer than `batch_size`, the journal lines not yet handed to the OS, and the next sink started on that
+directory replays the rest into the store (benchmarks/event_store.py measures both). The sink owns its
+store and closes it.
 """
 
 from __future__ import annotations
