@@ -17,6 +17,10 @@ _LEET_CORE = re.compile(rb"a11*a")  # a letter, substitutes, a letter ("n0r", "t
 # punctuation is not part of it.
 _LEET_WORD = re.compile(r"[a-z0134579@$]*[a-z][0134579@$]+[a-z][a-z0134579@$]*")
 _SUBSTITUTES = re.compile(r"[0134579@$]")
+# Once a text has shown leetspeak, heavier tokens are read too ("1n57ruc710n5", "5y573m", "4ll"): a letter
+# and a substitute somewhere, substitutes at most three in four. Alone such tokens are too ambiguous.
+_HEAVY_WORD = re.compile(r"(?=[a-z0134579@$]*[a-z])(?=[a-z0134579@$]*[0134579@$])[a-z0134579@$]{3,}")
+_TOKEN = re.compile(r"[^ \n]+")
 _TRAILING_PUNCTUATION = ".,;:!?'\")]"
 
 
@@ -45,7 +49,21 @@ def _leet_tokens(canonical: str, letter_classes: bytes) -> list[tuple[int, int]]
             and len(_SUBSTITUTES.findall(canonical, start, end)) * 2 <= end - start
         ):
             tokens.append((start, end))
-    return tokens
+    return _with_heavy_tokens(canonical, tokens) if tokens else tokens
+
+
+def _with_heavy_tokens(canonical: str, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    taken = set(tokens)
+    found = list(tokens)
+    for match in _TOKEN.finditer(canonical):
+        start, end = match.span()
+        while end > start and canonical[end - 1] in _TRAILING_PUNCTUATION:
+            end -= 1
+        if (start, end) in taken or not _HEAVY_WORD.fullmatch(canonical, start, end):
+            continue
+        if len(_SUBSTITUTES.findall(canonical, start, end)) * 4 <= (end - start) * 3:
+            found.append((start, end))
+    return sorted(found)
 
 
 def deleet(canonical: str, letter_classes: bytes) -> tuple[str, list[tuple[int, int]]]:
