@@ -140,8 +140,8 @@ def ray_scan(
     report = RayScanReport()
     with contextlib.ExitStack() as stack:
         stack.callback(store.close)
-        ray = stack.enter_context(_ray_running(address, workers)) if address is not None else None
-        planned_workers = workers or (_cluster_cpus(ray) if ray is not None else os.cpu_count() or 1)
+        ray = stack.enter_context(ray_running(address, workers)) if address is not None else None
+        planned_workers = workers or (cluster_cpus(ray) if ray is not None else os.cpu_count() or 1)
         plan = make_plan(
             input, policy=loaded.label, batch_size=batch_size, workers=planned_workers, shard_rows=shard_rows
         )
@@ -155,8 +155,8 @@ def ray_scan(
             on_progress(rows_done, plan.rows)
         if pending:
             if ray is None:
-                ray = stack.enter_context(_ray_running(None, workers))
-            size = max(1, min(workers or _cluster_cpus(ray), len(pending)))
+                ray = stack.enter_context(ray_running(None, workers))
+            size = max(1, min(workers or cluster_cpus(ray), len(pending)))
             report.workers = size
             kwargs = {"policy": loaded, "batch_size": plan.batch_size, "parts": str(store.parts)}
             specs = [shard.to_json() for shard in pending]
@@ -194,7 +194,7 @@ def _add(report: RayScanReport, result: ShardResult) -> None:
 
 
 @contextlib.contextmanager
-def _ray_running(address: str | None, workers: int | None) -> Iterator[Any]:
+def ray_running(address: str | None, workers: int | None) -> Iterator[Any]:
     """Ray as this process finds it (initialised: used as it is), or connected to `address`, or a local
     instance of `workers` CPUs started here; what was started here is shut down on the way out."""
     ray = _import_ray()
@@ -217,7 +217,7 @@ def _ray_running(address: str | None, workers: int | None) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _cluster_cpus(ray: Any) -> int:
+def cluster_cpus(ray: Any) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 

@@ -54,16 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--batch-size", type=int, default=64, help="rows scanned together (default: 64)")
     scan.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    scan.add_argument(
-        "--engine",
-        choices=["local", "ray"],
-        default="local",
-        help="ray: scan on a Ray cluster, resumable by shard (pip install 'vallum[ray]')",
-    )
-    scan.add_argument("--address", help="with --engine ray: a running cluster's address (default: start one)")
-    scan.add_argument(
-        "--workers", type=int, help="with --engine ray: actors scanning at once (default: one per CPU)"
-    )
+    _add_engine_arguments(scan, "scan on a Ray cluster, resumable by shard")
     scan.set_defaults(run=_scan)
 
     evaluate = commands.add_parser(
@@ -192,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     rag_scan.add_argument(
         "--policy", type=Path, help="policy YAML (default: the built-in policy with PII on)"
     )
+    _add_engine_arguments(rag_scan, "scan the documents on a Ray cluster, one file per task")
     rag_scan.set_defaults(run=_rag_scan)
 
     model = commands.add_parser("model", help="scan model files before they are loaded; write an ML-BOM")
@@ -207,8 +199,11 @@ def _parser() -> argparse.ArgumentParser:
     model_scan.add_argument(
         "--policy", type=Path, help="model-scan policy YAML (examples/model-scan-policy.yaml)"
     )
+    _add_engine_arguments(model_scan, "judge the files on a Ray cluster, one file per task")
     model_scan.set_defaults(
-        run=lambda a: _supplychain().run_model_scan(a.paths, a.format, a.output, a.policy)
+        run=lambda a: _supplychain().run_model_scan(
+            a.paths, a.format, a.output, a.policy, engine=a.engine, address=a.address, workers=a.workers
+        )
     )
     model_bom = model_commands.add_parser(
         "bom", help="write a CycloneDX ML-BOM: each file's hash, format, verdict"
@@ -240,6 +235,16 @@ def _parser() -> argparse.ArgumentParser:
             help="attack an LLM endpoint with vallum's suites; HTML, JSON, SARIF and JUnit reports",
             description="Run attack suites against an OpenAI- or Anthropic-compatible endpoint (a provider, a "
             "local server, or a vallum gateway); `vallum redteam import-garak REPORT` imports garak's findings.",
+        )
+    )
+    from vallum.mcp_proxy.cli import DESCRIPTION as MCP_PROXY_DESCRIPTION
+    from vallum.mcp_proxy.cli import configure as configure_mcp_proxy  # cheap: no mcp import until it runs
+
+    configure_mcp_proxy(
+        commands.add_parser(
+            "mcp-proxy",
+            help="put the tool-call firewall between an MCP client and an MCP server",
+            description=MCP_PROXY_DESCRIPTION,
         )
     )
     return parser
@@ -467,7 +472,31 @@ def _agent_check(args: argparse.Namespace) -> int:
 def _rag_scan(args: argparse.Namespace) -> int:
     from vallum.rag.cli import run_rag_scan
 
-    return run_rag_scan(args.paths, args.format, args.output, args.policy)
+    return run_rag_scan(
+        args.paths,
+        args.format,
+        args.output,
+        args.policy,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+    )
+
+
+def _add_engine_arguments(command: argparse.ArgumentParser, what_ray_does: str) -> None:
+    """--engine, --address and --workers, as `vallum scan` has them."""
+    command.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help=f"ray: {what_ray_does} (pip install 'vallum[ray]')",
+    )
+    command.add_argument(
+        "--address", help="with --engine ray: a running cluster's address (default: start one)"
+    )
+    command.add_argument(
+        "--workers", type=int, help="with --engine ray: actors scanning at once (default: one per CPU)"
+    )
 
 
 class _UsageError(VallumError):

@@ -1,11 +1,12 @@
-"""`vallum rag scan PATH... [--format text|json] [--output FILE] [--policy P.yaml]` as a function.
+"""`vallum rag scan PATH... [--format text|json] [--output FILE] [--policy P.yaml] [--engine local|ray]`.
 
-    run_rag_scan(paths, format="text", output=None, policy=None) -> exit code
+    run_rag_scan(paths, format="text", output=None, policy=None, engine="local") -> exit code
 
 0 when every document is clean enough to index (allow, flag or redact), 1 when any document is blocked
 or could not be read (unreadable documents fail closed), 2 for a usage error (no paths, unknown format,
-bad policy, unwritable output). Directories are walked for files with a known extension. A document
-that cannot be read is reported with its reason and the run goes on.
+bad policy, unwritable output, Ray unavailable or failing). Directories are walked for files with a
+known extension. A document that cannot be read is reported with its reason and the run goes on. With
+engine "ray" the documents are scanned on a Ray cluster (`vallum.ray_files`); the report is the same.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import TextIO
 from vallum.errors import VallumError
 from vallum.rag.extract import EXTENSIONS
 from vallum.rag.report import render_json, render_text
-from vallum.rag.scanner import DocumentReport, DocumentScanner
+from vallum.rag.scanner import DocumentScanner
 
 FORMATS = ("text", "json")
+ENGINES = ("local", "ray")
 EXIT_CLEAN, EXIT_BLOCKING, EXIT_USAGE = 0, 1, 2
 
 
@@ -34,13 +36,21 @@ def run_rag_scan(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     max_bytes: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> int:
+    """Scan the documents under `paths` and write the report; `address` and `workers` are for engine "ray"
+    (a running cluster's address, default a local instance; actors at once, default one per CPU)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     if not paths:
         err.write("vallum rag scan: give at least one file or directory to scan\n")
         return EXIT_USAGE
     if format not in FORMATS:
         err.write(f"vallum rag scan: unknown --format {format!r}; use one of: {', '.join(FORMATS)}\n")
+        return EXIT_USAGE
+    if engine not in ENGINES:
+        err.write(f"vallum rag scan: unknown --engine {engine!r}; use one of: {', '.join(ENGINES)}\n")
         return EXIT_USAGE
     try:
         scanner = (
@@ -49,9 +59,19 @@ def run_rag_scan(
     except VallumError as exc:
         err.write(f"vallum rag scan: {exc}\n")
         return EXIT_USAGE
-    reports: list[DocumentReport] = []
-    for path in iter_documents(paths):
-        reports.append(scanner.scan_path(path))
+    documents = list(iter_documents(paths))
+    if engine == "ray":
+        from vallum.ray_files import scan_documents_on_ray
+
+        try:
+            reports = scan_documents_on_ray(
+                documents, scanner.policy, max_bytes=scanner.max_bytes, address=address, workers=workers
+            )
+        except VallumError as exc:
+            err.write(f"vallum rag scan: {exc}\n")
+            return EXIT_USAGE
+    else:
+        reports = [scanner.scan_path(path) for path in documents]
     label = scanner.policy.label
     rendered = render_json(reports, label) if format == "json" else render_text(reports, label)
     if output is None:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 every file is safe; 1 some file is not (unsafe, or not judged: error, or unsupported unless
 the policy sets allow_unsupported); 2 the command could not run (no such path, a bad policy file or
-format, an unwritable output).
+format, an unwritable output, Ray unavailable or failing with `--engine ray`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vallum.errors import VallumError
 from vallum.supplychain.bom import build_bom
 from vallum.supplychain.catalogue import bundled_catalogue
 from vallum.supplychain.errors import SupplyChainError
@@ -24,6 +25,7 @@ from vallum.supplychain.text_output import render_text
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_USAGE = 0, 1, 2
 FORMATS = ("text", "json", "sarif")
+ENGINES = ("local", "ray")
 
 
 def run_model_scan(
@@ -31,17 +33,32 @@ def run_model_scan(
     format: str = "text",
     output: str | Path | None = None,
     policy: str | Path | None = None,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> int:
     """Scan `paths` (files and folders), write the report in `format` to `output` (stdout when None or
-    "-"), and return the exit code."""
+    "-"), and return the exit code. Engine "ray" judges the files on a Ray cluster (`vallum.ray_files`) at
+    `address` (default: a local instance) with `workers` actors (default: one per CPU); same report."""
     if format not in FORMATS:
         return _usage(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if engine not in ENGINES:
+        return _usage(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if not paths:
         return _usage("nothing to scan: give one or more files or folders")
     try:
         scan_policy = load_policy(policy)
-        reports = ModelScanner(scan_policy).scan(paths)
-    except SupplyChainError as exc:
+        scanner = ModelScanner(scan_policy)
+        if engine == "ray":
+            from vallum.ray_files import scan_models_on_ray
+
+            reports = scan_models_on_ray(
+                list(scanner.files(paths)), scan_policy, address=address, workers=workers
+            )
+        else:
+            reports = scanner.scan(paths)
+    except VallumError as exc:  # SupplyChainError, or Ray unavailable or failing
         return _usage(str(exc))
     version = _version()
     if format == "json":

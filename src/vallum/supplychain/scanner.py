@@ -35,10 +35,11 @@ class ModelScanner:
         return list(self.iter_scan(paths))
 
     def iter_scan(self, paths: Iterable[str | Path]) -> Iterator[FileReport]:
-        for path in self._files(paths):
+        for path in self.files(paths):
             yield self.scan_file(path)
 
-    def _files(self, paths: Iterable[str | Path]) -> Iterator[Path]:
+    def files(self, paths: Iterable[str | Path]) -> Iterator[Path]:
+        """The files a scan of `paths` reads, in the order it reads them (limits.max_files applies)."""
         count = 0
         for raw in paths:
             path = Path(raw)
