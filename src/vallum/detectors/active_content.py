@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vallum.detectors.patternset import PatternSet
 from vallum.detectors.rules import (
+    PatternRule,
     RatedRule,
     bundled_rule_path,
-    compiled_in_re2,
     load_rule_file,
 )
 
@@ -35,17 +35,9 @@ class HiddenCharacterRule(_Rule):
     kind: str = Field(min_length=1)
 
 
-class ActiveContentRule(_Rule):
+class ActiveContentRule(_Rule, PatternRule):
     subtype: Literal["active_html", "shell_command"]
     destinations: frozenset[Destination] = Field(min_length=1)
-    patterns: tuple[str, ...] = Field(min_length=1)
-    examples: tuple[str, ...] = ()
-    counter_examples: tuple[str, ...] = ()
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        return compiled_in_re2(patterns)
 
 
 class OutputRuleFile(BaseModel):

@@ -73,15 +73,11 @@ def compiled_in_re2(patterns: tuple[str, ...]) -> tuple[str, ...]:
     return patterns
 
 
-class Rule(RatedRule):
-    id: str = Field(pattern=r"^VAL-[A-Z]{3}-\d{4}$")
-    description: str = Field(min_length=1)
-    subtype: Subtype
-    paranoia: int = Field(ge=1, le=4)
+class PatternRule(RatedRule):
+    """A rule that matches text: RE2 patterns checked at load, examples that must match and counter-examples
+    that must not (the tests run both for every rule file)."""
+
     patterns: tuple[str, ...] = Field(min_length=1)
-    languages: tuple[str, ...] = ("en",)
-    # None: every source; otherwise only text from these sources (e.g. markers that matter in documents).
-    sources: frozenset[Source] | None = None
     examples: tuple[str, ...] = ()
     counter_examples: tuple[str, ...] = ()
 
@@ -89,6 +85,16 @@ class Rule(RatedRule):
     @classmethod
     def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         return compiled_in_re2(patterns)
+
+
+class Rule(PatternRule):
+    id: str = Field(pattern=r"^VAL-[A-Z]{3}-\d{4}$")
+    description: str = Field(min_length=1)
+    subtype: Subtype
+    paranoia: int = Field(ge=1, le=4)
+    languages: tuple[str, ...] = ("en",)
+    # None: every source; otherwise only text from these sources (e.g. markers that matter in documents).
+    sources: frozenset[Source] | None = None
 
     def applies_to(self, source: Source) -> bool:
         return self.sources is None or source in self.sources

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vallum.agents.findings import AgentFinding, Effect
 from vallum.agents.injection import INJECTION_CATEGORY
@@ -34,9 +34,8 @@ from vallum.core.guard import Guard
 from vallum.core.types import Finding, Source
 from vallum.detectors.patternset import PatternSet, evidence, first_match_per_rule
 from vallum.detectors.rules import (
-    RatedRule,
+    PatternRule,
     bundled_rule_path,
-    compiled_in_re2,
     ensure_unique,
     load_rule_file,
 )
@@ -58,17 +57,9 @@ class FindingRule(BaseModel):
     description: str = Field(min_length=1)
 
 
-class PoisoningRule(RatedRule):
+class PoisoningRule(PatternRule):
     id: str = Field(pattern=r"^VAL-MCP-01\d{2}$")
     description: str = Field(min_length=1)
-    patterns: tuple[str, ...] = Field(min_length=1)
-    examples: tuple[str, ...] = ()
-    counter_examples: tuple[str, ...] = ()
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        return compiled_in_re2(patterns)
 
 
 class McpRuleFile(BaseModel):

@@ -10,15 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vallum.core.detector import ALL_SOURCES
 from vallum.core.types import Finding, Source
 from vallum.detectors.patternset import PatternSet, evidence, first_match_per_rule
 from vallum.detectors.rules import (
-    RatedRule,
+    PatternRule,
     bundled_rule_path,
-    compiled_in_re2,
     ensure_unique,
     load_rule_file,
 )
@@ -27,17 +26,9 @@ from vallum.text.normalize import NormalizedText
 SUBTYPE = "hidden_instructions"
 
 
-class HiddenInstructionRule(RatedRule):
+class HiddenInstructionRule(PatternRule):
     id: str = Field(pattern=r"^VAL-HID-\d{4}$")
     description: str = Field(min_length=1)
-    patterns: tuple[str, ...] = Field(min_length=1)
-    examples: tuple[str, ...] = ()
-    counter_examples: tuple[str, ...] = ()
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns_compile_in_re2(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        return compiled_in_re2(patterns)
 
 
 class HiddenInstructionRuleFile(BaseModel):
