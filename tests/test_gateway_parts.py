@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from vallum.gateway.breaker import CircuitBreaker, State
 from vallum.gateway.config import ConfigError, GatewayConfig, RateLimit
 from vallum.gateway.identity import KeyRing, digest, new_key, presented_key
 from vallum.gateway.limits import Limiter
+from vallum.gateway.sse import read_events
 
 
 class Clock:
@@ -239,3 +242,38 @@ def test_a_blocked_event_loop_shows_as_lag_and_sheds_new_requests() -> None:
     assert lag > 0.1
     assert sent[0]["status"] == 503
     assert b'"overloaded"' in sent[1]["body"] and b'"type": "error"' in sent[1]["body"]  # type: ignore[operator]
+
+
+# ---- server-sent events ---------------------------------------------------------------------------------
+
+
+def events_of(*chunks: bytes) -> list[tuple[str | None, str]]:
+    async def source() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    async def collect() -> list[tuple[str | None, str]]:
+        return [(e.event, e.data) async for e in read_events(source())]
+
+    return asyncio.run(collect())
+
+
+def test_events_are_read_whatever_the_chunk_boundaries() -> None:
+    stream = b'data: {"a": 1}\n\n: keep-alive\n\nevent: ping\ndata: x\ndata: y\n\ndata: \xc3\xa9t\xc3\xa9\n\n'
+    expected = [(None, '{"a": 1}'), ("ping", "x\ny"), (None, "été")]
+    assert events_of(stream) == expected
+    assert events_of(*(stream[i : i + 1] for i in range(len(stream)))) == expected  # byte by byte
+
+
+def test_crlf_line_breaks_split_between_chunks_still_end_an_event() -> None:
+    assert events_of(b"data: one\r", b"\n\r", b"\ndata: two\r\n\r\n") == [(None, "one"), (None, "two")]
+
+
+def test_a_stream_cut_after_its_last_data_line_still_delivers_it() -> None:
+    assert events_of(b"data: first\n\ndata: last") == [(None, "first"), (None, "last")]
+
+
+def test_a_long_event_in_many_small_chunks_arrives_whole() -> None:
+    payload = "x" * 200_000
+    body = f"data: {payload}\n\n".encode()
+    assert events_of(*(body[i : i + 1000] for i in range(0, len(body), 1000))) == [(None, payload)]

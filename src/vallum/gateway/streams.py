@@ -141,7 +141,7 @@ async def relay_openai(response: httpx.Response, ctx: OutputContext) -> AsyncIte
     template: dict[str, Any] = {}
     done = False
     try:
-        async for event in read_events(response.aiter_lines()):
+        async for event in read_events(response.aiter_bytes()):
             if event.data.strip() == "[DONE]":
                 done = True
                 break
@@ -264,7 +264,7 @@ async def relay_anthropic(response: httpx.Response, ctx: OutputContext) -> Async
     tools: dict[int, dict[str, Any]] = {}  # block index -> {"block": start block, "json": argument text}
     stopped = False
     try:
-        async for event in read_events(response.aiter_lines()):
+        async for event in read_events(response.aiter_bytes()):
             try:
                 data = json.loads(event.data)
             except ValueError:
