@@ -47,6 +47,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-iter", type=int, default=80)
     parser.add_argument("--sources", nargs="*", default=list(INJECTION_FILES))
+    parser.add_argument("--skip-obfuscation", action="store_true", help="leave out the obfuscation table")
+    parser.add_argument(
+        "--dump", type=Path, help="save every fold's margins (.npz) to study calibration offline"
+    )
     args = parser.parse_args()
     began = time.perf_counter()
     spec = FeatureSpec()
@@ -61,6 +65,7 @@ def main() -> None:
     print("| held-out source | group | n | metric | P1 | P2 | P3 |\n|---|---|---:|---|---:|---:|---:|")
     recalls: dict[int, list[float]] = {1: [], 3: []}
     worst_fpr = {1: 0.0, 3: 0.0}
+    dumped: dict[str, np.ndarray] = {}
     for source in args.sources:
         fit_keep = (origins != source) & ~holdout
         rows, kept = _subset(train_rows, fit_keep)
@@ -69,9 +74,13 @@ def main() -> None:
         cal_keep = (origins != source) & holdout & (labels == 0)
         cal_rows, cal_kept = _subset(eval_rows, cal_keep)
         cal = [examples[i] for i in cal_kept]
-        thresholds = calibrate(cal, text_margins(weights, bias, cal_rows, len(cal)))
+        cal_margins = text_margins(weights, bias, cal_rows, len(cal))
+        thresholds = calibrate(cal, cal_margins)
         test_rows, test_kept = _subset(eval_rows, origins == source)
         margins = text_margins(weights, bias, test_rows, len(test_kept))
+        if args.dump:
+            dumped |= {f"{source}/cal_margins": cal_margins, f"{source}/cal_index": cal_kept}
+            dumped |= {f"{source}/test_margins": margins, f"{source}/test_index": test_kept}
         group = examples[test_kept[0]].source_group
         g = SOURCE_GROUPS.index(group)
         test_labels = labels[test_kept]
@@ -92,7 +101,10 @@ def main() -> None:
             f"\nparanoia {level}: macro recall over attack sources {np.mean(recalls[level]):.3f}; "
             f"worst benign FPR {worst_fpr[level]:.3f}"
         )
-    _obfuscation_ratio(examples, train_rows, eval_rows, holdout, spec)
+    if args.dump:
+        np.savez_compressed(args.dump, **dumped)
+    if not args.skip_obfuscation:
+        _obfuscation_ratio(examples, train_rows, eval_rows, holdout, spec)
     print(f"total {time.perf_counter() - began:.0f}s")
 
 

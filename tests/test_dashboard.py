@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,9 @@ from tests.dashboard_env import (
 )
 from tests.gateway_env import running_gateway
 from vallum.gateway.identity import digest
+from vallum.monitor.database import make_engine
+from vallum.monitor.snapshots import Snapshot
+from vallum.monitor.snapshots import write as write_snapshots
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "dashboard"
@@ -267,6 +271,35 @@ def test_an_admin_cools_down_a_risky_identity_in_one_click(site: Seeded, page: A
         f"{site.gw.url}/admin/audit", headers={"authorization": f"Bearer {TOKENS['auditor']}"}
     ).json()["entries"]
     assert [e["detail"].get("via") for e in trail if e["target"] == "user:mallory"] == ["dashboard"] * 2
+
+
+def test_an_identity_shows_its_risk_and_features_over_time(site: Seeded, page: Any) -> None:
+    # Six hours of one snapshot every ten minutes, an hour ago and before, rising as a probe campaign grows.
+    minute = time.time() // 60 * 60
+    seeded = [
+        Snapshot(
+            "user:mallory",
+            minute - 3600 - 600 * k,
+            score=round(0.9 - k * 0.02, 2),
+            level="high",
+            features={"burst": 0.0, "probing": float(36 - k), "output": 0.0},
+            contributions={"burst": 0.0, "probing": 0.5, "output": 0.0},
+        )
+        for k in range(36)
+    ]
+    engine = make_engine(site.gw.gateway.config.database_url)
+    write_snapshots(engine, seeded)
+    engine.dispose()
+    sign_in(page, site, "analyst", "/identities")
+    history = page.locator('article.identity[data-identity="user:mallory"] table.history')
+    risk = history.locator('tr[data-trend="risk"]')
+    assert int(risk.locator("svg.spark").get_attribute("data-readings")) >= 36
+    # Nearly six hours of readings in slices of a quarter of an hour: a point for each slice.
+    assert len(risk.locator("polyline").get_attribute("points").split()) >= 23
+    probing = history.locator('tr[data-trend="probing"]')
+    assert probing.locator("td.num").all_inner_texts()[1] == "36.00"  # its peak
+    assert history.locator('tr[data-trend="output"]').count() == 0  # never above zero: no line
+    shot(page, "06b-identity-history")
 
 
 def test_policies_show_the_active_version_its_history_and_a_diff(site: Seeded, page: Any) -> None:

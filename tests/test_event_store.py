@@ -558,7 +558,7 @@ def test_purge_command_by_age_and_by_identity(url: str, capsys: pytest.CaptureFi
     assert run_events_purge(url, older_than_days=30, tenant="acme") == 0
     assert run_events_purge(url, api_key="team-b") == 0
     assert [line.split(" from ")[0] for line in capsys.readouterr().out.splitlines()] == [
-        "deleted 1 events"
+        "deleted 1 events and 0 risk snapshots"
     ] * 2
     assert [e["id"] for e in raw_rows(url)] == ["ev000002"]
 

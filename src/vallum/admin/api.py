@@ -7,6 +7,7 @@ audit log with the token id that made it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from vallum.admin.policies import PolicyStore, PolicyStoreError, PolicyVersion
 from vallum.errors import PolicyError
 from vallum.gateway.config import AdminToken, RateLimit
 from vallum.gateway.errors import GatewayError
+from vallum.monitor import snapshots
 from vallum.monitor.store import EventFilter, EventStore
 
 AuditRecorder = Callable[[str, str, str, dict[str, Any]], None]  # actor, action, target, detail
@@ -71,6 +73,7 @@ def admin_routes(services: AdminServices) -> list[BaseRoute]:
         ("/events", "GET", Permission.READ_EVENTS, api.events),
         ("/events/{id}", "GET", Permission.READ_EVENTS, api.event),
         ("/identities", "GET", Permission.READ_IDENTITIES, api.identities),
+        ("/identities/history", "GET", Permission.READ_IDENTITIES, api.identity_history),
         ("/identities/{identity}/restriction", "PUT", Permission.ACT_ON_IDENTITIES, api.restrict),
         ("/identities/{identity}/restriction", "DELETE", Permission.ACT_ON_IDENTITIES, api.lift),
         ("/keys", "GET", Permission.MANAGE_KEYS, api.list_keys),
@@ -151,6 +154,28 @@ class _AdminApi:
                 "restrictions": [r.to_dict() for r in self.s.controls.active()],
             }
         )
+
+    async def identity_history(self, request: Request, token: AdminToken) -> Response:
+        """One identity's risk snapshots (score, level, features) over time, oldest first; the identity is a
+        query parameter because user identities contain a slash (user:TENANT/NAME)."""
+        store = self._store()
+        q = request.query_params
+        identity = q.get("identity", "")
+        if not identity:
+            raise GatewayError(400, "invalid_query", "name the identity: ?identity=user:acme/alice")
+        asked = _number(q.get("limit"), "limit")
+        limit = 1440 if asked is None else int(asked)  # a day of one snapshot a minute
+        if not 0 < limit <= 10_000:
+            raise GatewayError(400, "invalid_query", "limit must be 1-10000")
+        found = await asyncio.to_thread(
+            snapshots.history,
+            store.engine,
+            identity,
+            _number(q.get("since"), "since"),
+            _number(q.get("until"), "until"),
+            limit,
+        )
+        return JSONResponse({"identity": identity, "snapshots": [s.to_dict() for s in found]})
 
     async def restrict(self, request: Request, token: AdminToken) -> Response:
         identity = request.path_params["identity"]

@@ -1,4 +1,5 @@
-"""Chart geometry for inline SVG: stacked columns, horizontal bars and a line, drawn by one template macro.
+"""Chart geometry for inline SVG: stacked columns, horizontal bars and a line, drawn by one template macro;
+and sparklines (a value over time, small, without axes), drawn by another.
 
 Only numbers are computed here; the template writes the SVG with autoescaping, so labels that come from
 traffic (categories, identities) stay text.
@@ -173,6 +174,51 @@ def bars(title: str, items: Sequence[tuple[str, int]], width: int = 520) -> Char
         labels.append(Label(label_w - 6, y + row / 2 + 4, _shorten(name, 26), "end"))
         labels.append(Label(label_w + bar_w + 4, y + row / 2 + 4, _number(count), "start"))
     return Chart(title, width, height, tuple(rects), tuple(labels))
+
+
+@dataclass(frozen=True, slots=True)
+class Spark:
+    title: str
+    width: int
+    height: int
+    points: tuple[tuple[float, float], ...]  # (x, y) of each bucket that has a value, left to right
+    latest: float
+    peak: float
+    count: int  # readings drawn
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in self.points)
+
+
+def sparkline(
+    title: str,
+    readings: Sequence[tuple[float, float]],
+    start: float,
+    end: float,
+    *,
+    top: float | None = None,
+    width: int = 240,
+    height: int = 32,
+    buckets: int = 96,
+) -> Spark:
+    """(time, value) readings from `start` to `end` as a line: the peak of each of `buckets` equal slices of
+    time, so a day of one reading a minute stays a few hundred bytes of SVG; slices without a reading leave
+    no point. The line's top is `top` (1 for a score, so identities compare) or else the peak."""
+    peaks: dict[int, float] = {}
+    span = max(end - start, 1e-9)
+    for when, value in readings:
+        slot = min(buckets - 1, max(0, int((when - start) / span * buckets)))
+        peaks[slot] = max(value, peaks.get(slot, value))
+    peak = max((v for _, v in readings), default=0.0)
+    scale = top if top is not None else (peak or 1.0)
+    step = (width - 4) / max(1, buckets - 1)
+    points = tuple(
+        (2 + slot * step, height - 2 - (height - 4) * min(value, scale) / scale)
+        for slot, value in sorted(peaks.items())
+    )
+    latest = max(readings, key=lambda r: r[0])[1] if readings else 0.0
+    return Spark(title, width, height, points, latest, peak, len(readings))
 
 
 def _axis_top(value: float, *, share: bool) -> float:

@@ -105,6 +105,10 @@ class Events(_Strict):
     queue_size: int = Field(10_000, gt=0)
     batch_size: int = Field(500, gt=0)
     overflow: Literal["drop", "block"] = "drop"  # a full queue: drop and count, or wait for room
+    # Store sink: a directory journaling every accepted event until the store commits it, so a crash loses
+    # less than one batch (replayed at the next start). auto: beside a SQLite file (vallum.db-spool),
+    # else ./vallum-events-spool; off: no journal (a crash then loses up to queue_size events).
+    spool: Literal["auto", "off"] | Path = "auto"
     # none: events carry findings (detector, rule, span, score) but no text; redacted: the scanned text
     # too, rewritten by policy first, so nothing the policy redacts is ever stored; encrypted: that same
     # redacted text, sealed with AES-GCM under VALLUM_EVENT_KEYS (store sink only).

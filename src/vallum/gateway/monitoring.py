@@ -1,5 +1,6 @@
 """What happens after each decision, off the request path: the event store, behaviour analytics (with the
-escalations policy allows), alerts and the audit trail of blocking decisions.
+escalations policy allows, and snapshots of each risky identity's risk over time), alerts and the audit trail
+of blocking decisions.
 
 The request path only enqueues the event twice (the store's writer and this module's worker); a worker
 thread then updates each identity's risk, applies cool-downs or blocks when configured, hands the event
@@ -11,8 +12,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy.engine import make_url
 
 from vallum.admin.controls import IdentityControls
 from vallum.audit.blocks import block_detail, is_blocking
@@ -25,6 +30,7 @@ from vallum.monitor.alert_rules import load_ruleset
 from vallum.monitor.alerts import Alerter
 from vallum.monitor.analytics import BehaviourAnalytics, Risk
 from vallum.monitor.database import upgrade
+from vallum.monitor.snapshots import SnapshotRecorder
 from vallum.monitor.store import EventStore
 from vallum.monitor.windows import MemoryWindows, RedisWindows, Windows, WindowsUnavailable
 from vallum.monitor.writer import StoreSink
@@ -49,6 +55,7 @@ class Monitor:
                 queue_size=events.queue_size,
                 batch_size=events.batch_size,
                 overflow=events.overflow,
+                spool=spool_directory(events.spool, config.database_url),
             )
             self.store = EventStore(config.database_url, text_mode=events.text)
         elif events.sink == "jsonl":
@@ -61,6 +68,12 @@ class Monitor:
                 RedisWindows.from_url(config.redis_url) if config.redis_url else MemoryWindows()
             )
             self.analytics = BehaviourAnalytics(windows)
+        # Risk over time lives beside the events it summarises, for the admin API and the dashboard.
+        self.snapshots = (
+            SnapshotRecorder(self.store.engine)
+            if self.analytics is not None and self.store is not None
+            else None
+        )
         self.alerter = Alerter(load_ruleset(config.alerts)) if config.alerts else None
         audit = config.audit
         self.audit = (
@@ -146,6 +159,8 @@ class Monitor:
                 for e in blocks
             ]
             self.audit.record_many(drafts)
+        if self.snapshots is not None:
+            self.snapshots.flush()  # one transaction per worker batch, and only when a snapshot is due
 
     def _assess(self, event: dict[str, Any]) -> Risk | None:
         if self.analytics is None:
@@ -156,7 +171,11 @@ class Monitor:
             self.metrics.analytics_errors.inc()
             log.warning("behaviour analytics unavailable: %s", exc)
             return None
+        when = event.get("time")
+        now = float(when) if isinstance(when, int | float) and not isinstance(when, bool) else time.time()
         for risk in risks:
+            if self.snapshots is not None:
+                self.snapshots.offer(risk, now)
             self.risks[risk.identity] = risk
             self.risks.move_to_end(risk.identity)
             if len(self.risks) > _RISKS_KEPT:
@@ -181,3 +200,16 @@ class Monitor:
         self.audit.record(
             "admin_action", actor="analytics", target=risk.identity, detail={"restriction": done.to_dict()}
         )
+
+
+def spool_directory(setting: Literal["auto", "off"] | Path, database_url: str) -> Path | None:
+    """Where the store sink journals events: beside a SQLite file, so the journal is replayed into the
+    database it was meant for; in the working directory for a server database; nowhere when off."""
+    if setting == "off":
+        return None
+    if isinstance(setting, Path):
+        return setting
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database + "-spool")
+    return Path("vallum-events-spool")

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vallum.errors import EventStoreError
 from vallum.monitor.database import display_url, upgrade
+from vallum.monitor.snapshots import purge as purge_snapshots
 from vallum.monitor.store import EventStore
 
 _DAY_S = 86_400.0
@@ -28,14 +29,17 @@ def run_events_purge(
     user: str | None = None,
     api_key: str | None = None,
 ) -> int:
-    """Delete events older than the given age and/or of one identity; criteria combine with AND."""
+    """Delete events (and risk snapshots) older than the given age and/or of one identity; criteria combine
+    with AND."""
     if older_than_days is not None and older_than_days < 0:
         raise EventStoreError(f"--older-than-days must not be negative, got {older_than_days}")
     older_than = None if older_than_days is None else time.time() - older_than_days * _DAY_S
     store = EventStore(url)
     with _store_command(store, "purge events"):
         deleted = store.purge(older_than=older_than, tenant=tenant, user=user, api_key=api_key)
-    print(f"deleted {deleted} events from {display_url(url)}")
+        # An identity's risk history goes with its events, by age and on erasure.
+        snapshots = purge_snapshots(store.engine, older_than, tenant, user, api_key)
+    print(f"deleted {deleted} events and {snapshots} risk snapshots from {display_url(url)}")
     return 0
 
 

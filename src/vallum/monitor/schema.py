@@ -1,4 +1,4 @@
-"""The event store's tables, as SQLAlchemy Core metadata that reads the same on SQLite and PostgreSQL.
+"""The event store's tables (events, and behaviour-risk snapshots), as SQLAlchemy Core metadata that reads the same on SQLite and PostgreSQL.
 
 The migrations under `migrations/versions/` create exactly this; a test compares the two, so a change here
 needs a new revision there.
@@ -6,7 +6,18 @@ needs a new revision there.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -47,4 +58,22 @@ events = Table(
     Index("ix_events_tenant_user", "tenant", "user_id"),
     Index("ix_events_api_key", "api_key"),
     Index("ix_events_action_time", "action", "time"),
+)
+
+# Each identity's behaviour risk over time, as the analytics worker saw it: at most one row per identity per
+# minute (`time` is the minute's start, so replicas that score the same identity agree on one row), written
+# while the identity is active and its risk is above zero, and once more when it falls back to zero.
+risk_snapshots = Table(
+    "risk_snapshots",
+    metadata,
+    Column(
+        "identity", String, nullable=False
+    ),  # an analytics key: user:TENANT/NAME, key:ID, tenant:ID, ip:ADDR
+    Column("time", Float, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("level", String, nullable=False),
+    Column("features", Text, nullable=False),  # JSON {feature: value}
+    Column("contributions", Text, nullable=False),  # JSON {feature: partial score}
+    PrimaryKeyConstraint("identity", "time"),
+    Index("ix_risk_snapshots_time", "time"),
 )

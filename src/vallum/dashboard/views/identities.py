@@ -1,4 +1,5 @@
-"""The riskiest identities with their behaviour features and recent activity, and one-click restrictions."""
+"""The riskiest identities with their behaviour features, their risk over time and recent activity, and
+one-click restrictions."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from starlette.responses import RedirectResponse, Response
 from vallum.admin.auth import Permission
 from vallum.dashboard import charts, stats
 from vallum.dashboard.site import Site, Viewer, base
+from vallum.monitor import snapshots
+from vallum.monitor.analytics import FEATURES
 from vallum.monitor.store import EventFilter, EventStore
 
 SHOWN = 20
@@ -32,9 +35,16 @@ _NOTICES = {
 
 
 @dataclass(frozen=True, slots=True)
+class Trend:
+    name: str  # "risk", or a behaviour feature
+    spark: charts.Spark
+
+
+@dataclass(frozen=True, slots=True)
 class Activity:
     filter: dict[str, str]  # the event-list filter for this identity
     chart: charts.Chart | None  # requests per hour, stacked by verdict
+    trends: tuple[Trend, ...] = ()  # the risk score, then each feature that was ever above zero
 
 
 async def show(site: Site, request: Request, viewer: Viewer) -> Response:
@@ -52,6 +62,7 @@ async def show(site: Site, request: Request, viewer: Viewer) -> Response:
         restrictions=site.services.controls.active(),
         may_act=viewer.may(Permission.ACT_ON_IDENTITIES),
         cooldowns=COOLDOWNS,
+        hours=ACTIVITY_HOURS,
         notice=_NOTICES.get(request.query_params.get("done", ""), ""),
     )
 
@@ -110,9 +121,10 @@ def recent_activity(store: EventStore, identities: list[str]) -> dict[str, Activ
     start = end - ACTIVITY_HOURS * bucket_s
     out = {}
     for identity in identities:
+        trends = risk_trends(store, identity, start, end)
         wanted = event_filter(identity)
         if wanted is None:
-            out[identity] = Activity({}, None)
+            out[identity] = Activity({}, None, trends)
             continue
         where = EventFilter(
             since=start,
@@ -125,5 +137,20 @@ def recent_activity(store: EventStore, identities: list[str]) -> dict[str, Activ
         traffic = stats.traffic(store.engine, where, start, bucket_s, ACTIVITY_HOURS)
         labels = [datetime.fromtimestamp(s, UTC).strftime("%H:%M") for s in traffic.starts]
         chart = charts.columns(f"Requests of {identity} per hour", labels, traffic.by_action, 480, 120)
-        out[identity] = Activity(wanted, chart)
+        out[identity] = Activity(wanted, chart, trends)
     return out
+
+
+def risk_trends(store: EventStore, identity: str, start: float, end: float) -> tuple[Trend, ...]:
+    """Sparklines of the identity's risk snapshots: the score (on a 0-1 scale), then each feature that had a
+    value (on its own scale), in the analytics' order."""
+    found = snapshots.history(store.engine, identity, since=start, until=end, limit=24 * 60)
+    if not found:
+        return ()
+    score = [(s.time, s.score) for s in found]
+    trends = [Trend("risk", charts.sparkline(f"risk of {identity}", score, start, end, top=1.0))]
+    for name in FEATURES:
+        readings = [(s.time, float(s.features.get(name, 0.0))) for s in found]
+        if any(value for _, value in readings):
+            trends.append(Trend(name, charts.sparkline(f"{name} of {identity}", readings, start, end)))
+    return tuple(trends)
