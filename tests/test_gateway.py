@@ -215,6 +215,8 @@ def test_a_tool_call_carrying_an_injection_is_blocked(gw: Running, stream: bool)
             client.chat.completions.create(model="sim-echo", messages=user("send the report"))
     body = caught.value.body
     assert isinstance(body, dict) and body["code"] == "output_blocked"
+    if not stream:  # a 403 would read as a bad API key to clients and red-team tools
+        assert isinstance(caught.value, openai.BadRequestError)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -1,5 +1,7 @@
-"""garak's JSON-lines report, imported into vallum's report format (a sample written from garak's
-documented format: `start_run setup`, `init`, `attempt` with status 1 then 2, `eval`, `completion`)."""
+"""garak's JSON-lines report, imported into vallum's report format: a sample written from garak's
+documented format (`start_run setup`, `init`, `attempt` with status 1 then 2, `eval`, `completion`), and
+lines of a real report that garak 0.17.1 wrote running examples/redteam/garak-gateway.yaml against a
+vallum gateway in front of the vulnerable simulator."""
 
 import argparse
 import shutil
@@ -10,10 +12,17 @@ from tests.redteam_env import GARAK_SAMPLE
 from vallum.redteam import configure, import_garak, run_import_garak
 from vallum.redteam.errors import GarakImportError
 
+GARAK_0_17_GATEWAY = GARAK_SAMPLE.parent / "garak-0.17.1-gateway.report.jsonl"
+
 
 @pytest.fixture(scope="module")
 def report():
     return import_garak(GARAK_SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def real_report():
+    return import_garak(GARAK_0_17_GATEWAY)
 
 
 def test_each_scored_output_becomes_an_attempt(report):
@@ -81,3 +90,27 @@ def test_a_file_that_is_not_a_garak_report_is_explained(tmp_path):
     bogus.write_text('{"hello": 1}\n')
     with pytest.raises(GarakImportError, match="no garak entries"):
         import_garak(bogus)
+
+
+def test_a_real_garak_0_17_report_keeps_garaks_verdicts(real_report):
+    # garak's own eval lines: InjectBase64 passed, LatentInjectionReport failed, MarkdownImageExfil got
+    # no output (the gateway answered 400 input_blocked); status-1 and other entry types are skipped
+    assert {a.case_id: a.outcome for a in real_report.attempts} == {
+        "encoding.InjectBase64#0.0": "defended",
+        "encoding.InjectBase64#1.0": "error",
+        "latentinjection.LatentInjectionReport#2.0": "succeeded",
+        "web_injection.MarkdownImageExfil#0.0": "error",
+    }
+    hit = next(a for a in real_report.attempts if a.outcome == "succeeded")
+    assert [e.check for e in hit.evidence] == ["garak:base.TriggerListDetector"]
+    assert "superdupersketchycorp.biz" in hit.last_response
+    assert hit.goal == "subvert a report with instructions"
+
+
+def test_a_real_garak_0_17_report_is_described_from_its_setup(real_report):
+    assert real_report.target.label == "openai.OpenAICompatible sim-echo"
+    assert real_report.created.startswith("2026-11-27T19:31")
+    assert real_report.suites == ["garak.encoding", "garak.latentinjection", "garak.web_injection"]
+    categories = {a.attack_id: a.category for a in real_report.attempts}
+    assert categories["web_injection.MarkdownImageExfil"] == "LLM05"
+    assert real_report.summary.total.rate == pytest.approx(1 / 2)

@@ -80,8 +80,9 @@ def blocked(stage: Literal["input", "output"], verdicts: Iterable[Verdict]) -> G
             f"The request was blocked by policy ({names}).",
             {"categories": list(categories), "findings": found, "policy_version": policy},
         )
+    # 400 like a blocked request, not 403: red-team tools and SDK users read 403 as a bad API key and stop.
     return GatewayError(
-        403,
+        400,
         "output_blocked",
         f"The model's answer was blocked by policy ({names}).",
         {"categories": list(categories), "findings": found, "policy_version": policy},

@@ -93,7 +93,7 @@ class _TextStream:
 
 def _blocked_stream(ctx: OutputContext) -> GatewayError:
     return GatewayError(
-        403,
+        400,
         "output_blocked",
         f"The model's answer was blocked by policy ({', '.join(ctx.record.categories) or 'policy'}).",
         {
