@@ -45,9 +45,8 @@ from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema import validators
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vallum.core.policy import Policy, parse_yaml_model
+from vallum.core.policy import Policy, parse_yaml_model, read_yaml_model
 from vallum.detectors.rules import compiled_in_re2
-from vallum.errors import PolicyError
 
 Verdict = Literal["allow", "confirm", "block"]
 Reaction = Literal["allow", "flag", "confirm", "block"]
@@ -167,12 +166,7 @@ class AgentPolicy(_Strict):
 
     @classmethod
     def from_file(cls, path: str | Path) -> AgentPolicy:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"cannot read agent policy file {path}: {exc}") from exc
-        return cls.from_yaml(text, filename=str(path))
+        return read_yaml_model(cls, path, kind="agent policy")
 
 
 def glob_to_re2(glob: str) -> str:

@@ -138,12 +138,17 @@ class Policy(_Strict):
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"cannot read policy file {path}: {exc}") from exc
-        return cls.from_yaml(text, filename=str(path))
+        return read_yaml_model(cls, path, kind="policy")
+
+
+def read_yaml_model(model: type[M], path: str | Path, *, kind: str) -> M:
+    """The YAML file at `path` as a `model`; an unreadable file is a PolicyError like a wrong key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read {kind} file {path}: {exc}") from exc
+    return parse_yaml_model(model, text, filename=str(path), kind=kind)
 
 
 def parse_yaml_model(model: type[M], text: str, *, filename: str, kind: str) -> M:

@@ -36,8 +36,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vallum.core.policy import parse_yaml_model
-from vallum.errors import PolicyError
+from vallum.core.policy import parse_yaml_model, read_yaml_model
 
 
 class _Strict(BaseModel):
@@ -101,11 +100,7 @@ class ProxyConfig(_Strict):
     @classmethod
     def from_file(cls, path: str | Path) -> ProxyConfig:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"cannot read mcp proxy config {path}: {exc}") from exc
-        config = cls.from_yaml(text, filename=str(path))
+        config = read_yaml_model(cls, path, kind="mcp proxy config")
         # Relative paths in the file are relative to the file, as a reader of the file expects.
         base = path.parent
         updates: dict[str, object] = {}
