@@ -199,6 +199,21 @@ def test_a_segment_the_store_refuses_is_kept_for_the_next_start(tmp_path: Path) 
     assert accepted.replayed == 1 and len(raw_rows(missing)) == 1
 
 
+def test_events_given_up_while_the_database_is_down_stay_journaled_for_the_next_start(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    missing = f"sqlite:///{tmp_path / 'not-yet' / 'events.db'}"
+    down = StoreSink(EventStore(missing), batch_size=BATCH, retries=0, spool=spool)
+    for n in range(3 * BATCH):
+        down.emit(make_event(n))
+    down.close()
+    assert down.dropped == 3 * BATCH and down.written == 0
+    (tmp_path / "not-yet").mkdir()
+    upgrade(missing)
+    back = StoreSink(EventStore(missing), batch_size=BATCH, spool=spool)
+    back.close()
+    assert back.replayed == 3 * BATCH and len(raw_rows(missing)) == 3 * BATCH
+
+
 @pytest.mark.parametrize(("text_mode", "journaled"), [("none", False), ("redacted", True)])
 def test_text_reaches_the_spool_only_where_the_store_keeps_it_in_clear(
     tmp_path: Path, text_mode: str, journaled: bool

@@ -277,3 +277,16 @@ def test_a_long_event_in_many_small_chunks_arrives_whole() -> None:
     payload = "x" * 200_000
     body = f"data: {payload}\n\n".encode()
     assert events_of(*(body[i : i + 1000] for i in range(0, len(body), 1000))) == [(None, payload)]
+
+
+def test_bare_cr_line_breaks_end_lines_even_at_the_end_of_the_stream() -> None:
+    assert events_of(b"data: x\r", b"data: y") == [(None, "x\ny")]
+    assert events_of(b"data: x\r\r", b"data: y") == [(None, "x"), (None, "y")]
+
+
+def test_a_line_that_never_ends_is_refused() -> None:
+    from vallum.gateway import sse
+
+    chunk = b"data: " + b"x" * 1024 * 1024
+    with pytest.raises(ValueError, match="longer than"):
+        events_of(*[chunk] * (sse.MAX_LINE_BYTES // len(chunk) + 2))

@@ -603,3 +603,72 @@ def test_requests_over_the_in_flight_limit_are_shed_with_503(tmp_path: Path) -> 
     assert shed.headers["retry-after"] == "1"
     assert health.status_code == 200  # operational routes are never shed
     assert after.status_code == 200
+
+
+# ---- upstreams whose streams are well-formed SSE but odd inside -------------------------------------------
+
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+
+
+def scripted_stream_upstream(events: list[tuple[str | None, dict[str, Any]]]) -> Any:
+    """An upstream that answers every request with these SSE events, whatever was asked."""
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def answer(request: Any) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for event, data in events:
+                head = f"event: {event}\n" if event else ""
+                yield f"{head}data: {json.dumps(data)}\n\n".encode()
+            if events and events[0][0] is None:
+                yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/{endpoint:path}", answer, methods=["POST"])])
+
+
+def test_anthropic_text_for_a_block_already_closed_is_still_scanned(tmp_path: Path) -> None:
+    events: list[tuple[str | None, dict[str, Any]]] = [
+        (
+            "message_start",
+            {"type": "message_start", "message": {"id": "m", "role": "assistant", "usage": {}}},
+        ),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}},
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": f"key {AWS_KEY}"},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    with (
+        serve_in_thread(scripted_stream_upstream(events)) as upstream,
+        running_gateway(tmp_path, upstream={"base_url": f"{upstream}/v1"}) as gw,
+    ):
+        streamed = httpx.post(gw.url + "/v1/messages", json=anthropic_message("hi", stream=True)).text
+    assert AWS_KEY not in streamed
+
+
+def test_a_stream_event_with_a_field_of_the_wrong_type_ends_with_an_error(tmp_path: Path) -> None:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m"}
+    events: list[tuple[str | None, dict[str, Any]]] = [
+        (None, {**chunk, "choices": [{"index": 0, "delta": {"content": "fine so far"}}]}),
+        (None, {**chunk, "choices": [], "usage": {"total_tokens": "many"}}),
+    ]
+    with (
+        serve_in_thread(scripted_stream_upstream(events)) as upstream,
+        running_gateway(tmp_path, upstream={"base_url": f"{upstream}/v1"}) as gw,
+    ):
+        before = len(gw.events())
+        streamed = httpx.post(gw.url + CHAT, json=chat("hi", stream=True)).text
+        assert "upstream_stream_broken" in streamed and "malformed event" in streamed
+        assert len(new_events(gw, before, status=200, code="upstream_stream_broken")) == 1

@@ -14,40 +14,53 @@ class ServerEvent:
     data: str
 
 
+# A line longer than this is not a server-sent event stream but a stream that never ends its lines.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
 async def read_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[ServerEvent]:
-    """Events from the raw bytes of a stream. Lines are split here rather than by httpx's text and line
-    iterators: two fewer generator layers per chunk, which is most of what relaying a chunk costs."""
+    """Events from the raw bytes of a stream. A stream cut right after its last data line still delivers
+    it; a line over MAX_LINE_BYTES raises ValueError."""
     event: str | None = None
     data: list[str] = []
+    async for line in _lines(chunks):
+        if not line:
+            if data:
+                yield ServerEvent(event, "\n".join(data))
+            event, data = None, []
+        elif line.startswith(":"):
+            continue  # a comment, used as keep-alive
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+    if data:
+        yield ServerEvent(event, "\n".join(data))
+
+
+async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """Lines split here rather than by httpx's text and line iterators: two fewer generator layers per
+    chunk, which is most of what relaying a chunk costs."""
     pieces: list[bytes] = []  # the line being received, joined only once a line break arrives
+    held = 0
     async for chunk in chunks:
         pieces.append(chunk)
+        held += len(chunk)
         if b"\n" not in chunk and b"\r" not in chunk:
+            if held > MAX_LINE_BYTES:
+                raise ValueError(f"a line of the stream is longer than {MAX_LINE_BYTES} bytes")
             continue
         lines = b"".join(pieces).splitlines(keepends=True)
         # The last line may be cut in half, or its "\r" may be the first half of "\r\n": keep it for later.
         pieces = [lines.pop()] if lines and not lines[-1].endswith(b"\n") else []
+        held = len(pieces[0]) if pieces else 0
         for raw in lines:
-            line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
-            if not line:
-                if data:
-                    yield ServerEvent(event, "\n".join(data))
-                event, data = None, []
-            elif line.startswith(":"):
-                continue  # a comment, used as keep-alive
-            else:
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "event":
-                    event = value
-                elif field == "data":
-                    data.append(value)
-    if pieces:  # a last line without its line break
-        field, _, value = b"".join(pieces).rstrip(b"\r").decode("utf-8", errors="replace").partition(":")
-        if field == "data":
-            data.append(value.removeprefix(" "))
-    if data:  # a stream cut right after its last data line still delivers it
-        yield ServerEvent(event, "\n".join(data))
+            yield raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    for raw in b"".join(pieces).splitlines():  # the end of the stream ends the last line too
+        yield raw.decode("utf-8", errors="replace")
 
 
 def encode(data: dict[str, Any] | str, event: str | None = None) -> bytes:

@@ -180,6 +180,9 @@ async def relay_openai(response: httpx.Response, ctx: OutputContext) -> AsyncIte
     except GatewayError as exc:
         ctx.error = exc
         yield encode(exc.body("openai"))
+    except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
+        ctx.error = _broken(ctx, "sent a malformed event")
+        yield encode(ctx.error.body("openai"))
     except httpx.TimeoutException:
         ctx.error = _timed_out(ctx)
         yield encode(ctx.error.body("openai"))
@@ -275,6 +278,10 @@ async def relay_anthropic(response: httpx.Response, ctx: OutputContext) -> Async
             if kind == "error":
                 yield encode(data, "error")
                 return
+            if kind == "message_stop":  # text of blocks the upstream never closed is still held back
+                for index in list(texts):
+                    if rest := texts.pop(index).finish():
+                        yield encode(_text_delta(index, rest), "content_block_delta")
             for out in await _anthropic_event(kind, data, texts, tools, ctx):
                 yield encode(out, out["type"])
             if kind == "message_stop":
@@ -285,6 +292,9 @@ async def relay_anthropic(response: httpx.Response, ctx: OutputContext) -> Async
     except GatewayError as exc:
         ctx.error = exc
         yield encode(exc.body("anthropic"), "error")
+    except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
+        ctx.error = _broken(ctx, "sent a malformed event")
+        yield encode(ctx.error.body("anthropic"), "error")
     except httpx.TimeoutException:
         ctx.error = _timed_out(ctx)
         yield encode(ctx.error.body("anthropic"), "error")
@@ -311,8 +321,10 @@ async def _anthropic_event(
         return [data]
     if kind == "content_block_delta":
         delta = data.get("delta") or {}
-        if delta.get("type") == "text_delta" and index in texts:
-            released = texts[index].feed(str(delta.get("text") or ""))
+        if delta.get("type") == "text_delta":
+            # Text for a block that was never opened (or already closed) is scanned all the same.
+            stream = texts.get(index) or texts.setdefault(index, _TextStream(ctx))
+            released = stream.feed(str(delta.get("text") or ""))
             return [{**data, "delta": {**delta, "text": released}}] if released else []
         if delta.get("type") == "input_json_delta" and index in tools:
             tools[index]["json"] += str(delta.get("partial_json") or "")

@@ -240,7 +240,10 @@ class Spool:
 
     def _discard(self, segment: Segment) -> None:
         # Unlinked while still locked, so no other process can claim a segment that is done.
-        segment.path.unlink(missing_ok=True)
+        try:
+            segment.path.unlink(missing_ok=True)
+        except OSError as exc:  # a read-only or vanished directory must not stop the writer; replay dedups
+            log.error("spool: cannot delete %s (%s); its events may be replayed once more", segment.path, exc)
         os.close(segment.fd)
         self._open.remove(segment)
         if segment is self._active:

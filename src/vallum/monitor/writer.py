@@ -157,8 +157,9 @@ class StoreSink:
                 return  # closing, and everything queued is written
             if self.spool is not None:
                 self.spool.sync()  # the journal is on disk before the batch it protects is committed
-            self._write([event for _, event in batch])
-            if self.spool is not None:
+            settled = self._write([event for _, event in batch])
+            if self.spool is not None and settled:
+                # Events lost to a database outage stay journaled: the next start replays them.
                 self.spool.finished(Counter(segment for segment, _ in batch if segment is not None))
             with self._lock:
                 self._unfinished -= len(batch)
@@ -192,12 +193,12 @@ class StoreSink:
                 except (SQLAlchemyError, OSError) as exc:
                     self.last_error = _first_line(exc)
                     log.error(
-                        "event store at %s: could not replay %s (%s); it is kept for the next start",
+                        "event store at %s: could not replay %s (%s); the journal is kept for the next start",
                         display_url(self.store.url),
                         path,
                         self.last_error,
                     )
-                    continue
+                    break  # the database is down: trying every other segment would only stall new events
                 path.unlink(missing_ok=True)
                 self.replayed += len(journaled)
                 if not journaled:
@@ -225,13 +226,14 @@ class StoreSink:
                 time.sleep(delay)
                 delay *= 2
 
-    def _write(self, batch: list[Event]) -> None:
+    def _write(self, batch: list[Event]) -> bool:
+        """False when the batch was given up because the database failed (a later replay may store it)."""
         if not self._healthy:
             if self._closing.is_set() and self._failed_while_closing:
                 # Shutting down with the database gone: an unreachable host could take the connect
                 # timeout per batch, so the rest of the queue is counted as lost at once.
                 self._give_up(batch, self._failed_while_closing, attempts=0)
-                return
+                return False
             self._closing.wait(self._probe_s)  # the database was down a moment ago: do not hammer it
         attempts = 1 + self._retries if self._healthy else 1
         try:
@@ -241,15 +243,16 @@ class StoreSink:
             if self._closing.is_set():
                 self._failed_while_closing = exc
             self._give_up(batch, exc, attempts)
-            return
+            return False
         except Exception as exc:  # a bug or an event that cannot be stored: a retry cannot help
             log.exception("event store: could not convert a batch of %d events", len(batch))
             self._give_up(batch, exc, 1)
-            return
+            return True
         self.written += len(batch)
         if not self._healthy:
             self._healthy = True
             log.warning("event store at %s is writable again", display_url(self.store.url))
+        return True
 
     def _give_up(self, batch: list[Event], error: Exception, attempts: int) -> None:
         self.failed_batches += 1
