@@ -270,6 +270,10 @@ def _openai_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_LINK_FIELDS = ("name", "title", "description")
+_KEY = "#key"  # marks the path of a key (rather than of its value) in structured content
+
+
 def _texts(result: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """The texts of a tool result with where each sits: content[0].text, structuredContent.items[2].body."""
     content = result.get("content")
@@ -285,6 +289,10 @@ def _texts(result: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             and isinstance(resource.get("text"), str)
         ):
             yield f"content[{i}].resource.text", resource["text"]
+        if item.get("type") == "resource_link":  # its name and description reach the model too
+            for name in _LINK_FIELDS:
+                if isinstance(item.get(name), str):
+                    yield f"content[{i}].{name}", item[name]
     structured = result.get("structuredContent")
     if structured is not None:
         yield from _leaves(structured, "structuredContent")
@@ -296,6 +304,8 @@ def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
+            if isinstance(key, str) and key.strip():  # a key is text the model reads as much as a value
+                yield f"{path}.{key}{_KEY}", key
             yield from _leaves(item, f"{path}.{key}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
@@ -313,6 +323,9 @@ def _sanitized(result: Mapping[str, Any], clean: Mapping[str, str]) -> dict[str,
             item["text"] = clean[f"content[{i}].text"]
         if f"content[{i}].resource.text" in clean:
             item["resource"]["text"] = clean[f"content[{i}].resource.text"]
+        for name in _LINK_FIELDS:
+            if f"content[{i}].{name}" in clean:
+                item[name] = clean[f"content[{i}].{name}"]
     if "structuredContent" in out:
         out["structuredContent"] = _replace_leaves(out["structuredContent"], "structuredContent", clean)
     return out
@@ -322,7 +335,10 @@ def _replace_leaves(value: Any, path: str, clean: Mapping[str, str]) -> Any:
     if isinstance(value, str):
         return clean.get(path, value)
     if isinstance(value, dict):
-        return {key: _replace_leaves(item, f"{path}.{key}", clean) for key, item in value.items()}
+        return {
+            clean.get(f"{path}.{key}{_KEY}", key): _replace_leaves(item, f"{path}.{key}", clean)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_replace_leaves(item, f"{path}[{i}]", clean) for i, item in enumerate(value)]
     return value
