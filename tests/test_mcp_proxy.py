@@ -456,3 +456,13 @@ def test_keys_of_structured_content_and_resource_links_are_scanned_and_sanitised
     out = _sanitized(result, clean)
     assert injected not in json.dumps(out)
     assert out["structuredContent"] == {"[removed]": 1, "ok": "fine"} and out["content"][0]["name"] == "notes"
+
+
+def test_a_result_over_the_size_limit_is_refused_not_scanned(guard):
+    async def session(client):
+        await client.list_tools()
+        return await client.call_tool("search_news", {"query": "batteries"})
+
+    result = through_proxy(config(max_result_chars=100), guard, session)
+    assert result.is_error and "over max_result_chars (100)" in text(result)
+    assert ATTACKER_IBAN not in text(result)

@@ -91,6 +91,8 @@ class ProxyConfig(_Strict):
     confirm: Literal["block", "allow"] = "block"
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_results: int = Field(200, gt=0)
+    # A larger result is refused rather than scanned and kept in the session's history.
+    max_result_chars: int = Field(4_000_000, gt=0)
     decision_log: Path | None = None  # every decision as a JSON line, beside the log lines on stderr
 
     @classmethod

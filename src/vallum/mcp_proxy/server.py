@@ -15,6 +15,7 @@ not passed on.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -109,6 +110,11 @@ class McpProxy:
             result = await self._live().call_tool(name, ticket.arguments)
         except UpstreamError as exc:
             return self.gate.failure(ticket, str(exc))
+        limit = self.config.max_result_chars
+        if (size := len(json.dumps(result))) > limit:
+            return self.gate.failure(
+                ticket, f"its result is {size} characters, over max_result_chars ({limit})"
+            )
         screened = await anyio.to_thread.run_sync(self.gate.screen, ticket, result)
         return screened.result
 
