@@ -171,3 +171,19 @@ def test_an_unreachable_redis_fails_as_configured_and_is_counted(
         rf'vallum_shared_state_errors_total{{fail_mode="{fail}",store="redis"}} (\S+)', metrics
     )
     assert counted is not None and float(counted.group(1)) >= 1
+
+
+def test_an_identity_blocked_on_one_replica_is_refused_by_the_others(cluster: Cluster) -> None:
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    identity = f"key:{cluster.key[-12:]}"
+    assert all(chat(url, cluster.key) == 200 for url in cluster.urls)
+    put = httpx.put(
+        f"{cluster.urls[0]}/admin/identities/{identity}/restriction", json={"reason": "abuse"}, headers=admin
+    )
+    assert put.status_code == 200
+    assert _eventually(lambda: all(chat(url, cluster.key) == 403 for url in cluster.urls))
+    assert (
+        httpx.delete(f"{cluster.urls[1]}/admin/identities/{identity}/restriction", headers=admin).status_code
+        == 204
+    )
+    assert _eventually(lambda: all(chat(url, cluster.key) == 200 for url in cluster.urls))

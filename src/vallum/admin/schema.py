@@ -36,3 +36,14 @@ api_keys = Table(
     Column("created_by", String, nullable=False),
     Column("revoked", Float),
 )
+
+# Cool-downs and blocks on identities, so that one set through any replica (or by its analytics) applies on all.
+identity_restrictions = Table(
+    "identity_restrictions",
+    metadata,
+    Column("identity", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("until", Float),  # NULL: a block, until lifted
+    Column("reason", Text, nullable=False),
+    Column("set_by", String, nullable=False),
+)

@@ -176,9 +176,10 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.metrics = GatewayMetrics()
-        self.controls = IdentityControls()
-        self.monitor = Monitor(config, self.metrics, self.controls)
         engine = make_engine(config.database_url)
+        self.controls = IdentityControls(engine=engine)
+        self.monitor = Monitor(config, self.metrics, self.controls)  # creates or migrates the tables
+        self.controls.reload()
         self.policies, self.key_store = PolicyStore(engine), KeyStore(engine)
         self.guards = {name: Guard(path) for name, path in config.policies.items()}
         # Versions published through the admin API win over the file; a replica only ever moves forward.
@@ -517,14 +518,15 @@ class Gateway:
         self.monitor.audit.record(action, actor=actor, target=target, detail=detail)
 
     async def _follow_shared_state(self) -> None:
-        """Pick up policies and keys that another replica (or this one) changed in the shared database."""
+        """Pick up policies, keys and identity restrictions that another replica (or this one) changed in the
+        shared database."""
         while True:
             await asyncio.sleep(self.config.sync_interval_s)
             try:
                 await asyncio.to_thread(self._sync_shared_state)
             except Exception as exc:  # a database outage must not end the loop; it recovers on its own
                 self.metrics.shared_state_errors.labels("database", self.config.shared_state_fail).inc()
-                log.warning("could not read shared policies and keys: %s", exc)
+                log.warning("could not read shared policies, keys and restrictions: %s", exc)
 
     def _sync_shared_state(self) -> None:
         heads, keys = self.policies.heads(), self.key_store.mark()
@@ -536,6 +538,7 @@ class Gateway:
         if keys != known_keys:
             self._reload_keys()
         self._shared_marks = (heads, keys)
+        self.controls.reload()
 
     def _activate_policy(self, version: PolicyVersion) -> None:
         guard = Guard(version.policy())  # built outside the lock: it may take a while

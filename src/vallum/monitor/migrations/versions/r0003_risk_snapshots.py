@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-04
+Create Date: 2026-11-27
 """
 
 from __future__ import annotations
