@@ -31,7 +31,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,10 +56,10 @@ from gateway_overhead import (
     stop,
     wait_ready,
 )
-from sqlalchemy import create_engine, text
 
-POSTGRES_URL = os.environ.get("VALLUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("VALLUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.services import POSTGRES_URL, REDIS_URL, fresh_schema
+
 SERVICES = ("postgres", "redis-server")  # process names whose CPU counts as the shared state's
 
 
@@ -89,21 +88,6 @@ def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy since boot (everything but idle and I/O wait)."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def fresh_schema(base: str) -> Iterator[str]:
-    """`base` with its search path set to a new, empty schema, dropped afterwards."""
-    schema = f"vallum_bench_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(base)
-    with engine.begin() as db:
-        db.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as db:
-            db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @dataclass
@@ -151,7 +135,7 @@ class Cluster:
 def cluster(count: int, args: argparse.Namespace, workdir: Path) -> Iterator[Cluster]:
     """The simulator and `count` replicas sharing a fresh PostgreSQL schema and Redis; all stopped after."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with fresh_schema(args.database_url) as database_url:
+    with fresh_schema(args.database_url, "vallum_bench") as database_url:
         env.update(VALLUM_DATABASE_URL=database_url, VALLUM_REDIS_URL=args.redis_url)
         sim_port = free_port()
         upstream = f"http://127.0.0.1:{sim_port}/v1"

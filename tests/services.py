@@ -54,7 +54,13 @@ def redis_url() -> str:
 @contextmanager
 def fresh_postgres_schema(prefix: str = "vallum_test") -> Iterator[str]:
     """A URL of the test PostgreSQL database whose search path is a new, empty schema, dropped afterwards."""
-    base = postgres_url()
+    with fresh_schema(postgres_url(), prefix) as url:
+        yield url
+
+
+@contextmanager
+def fresh_schema(base: str, prefix: str) -> Iterator[str]:
+    """`base` (any PostgreSQL URL) with its search path set to a new, empty schema, dropped afterwards."""
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     engine = create_engine(base)
     with engine.begin() as connection:
