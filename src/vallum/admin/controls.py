@@ -86,7 +86,7 @@ class IdentityControls:
             if restriction is None:
                 continue
             if restriction.until is not None and restriction.until <= now:
-                del self._active[identity]
+                self._active.pop(identity, None)  # reload (another thread) may have swapped the dict
                 continue
             return restriction
         return None
