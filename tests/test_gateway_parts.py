@@ -188,10 +188,8 @@ def test_token_id_prompts_are_reported_as_unscannable() -> None:
 
 
 def test_azure_upstreams_use_deployment_urls_and_the_api_key_header(monkeypatch: pytest.MonkeyPatch) -> None:
-    import httpx
-
     from vallum.gateway.metrics import GatewayMetrics
-    from vallum.gateway.upstream import UpstreamClient
+    from vallum.gateway.upstream import Connections, UpstreamClient
 
     monkeypatch.setenv("VALLUM_TEST_AZURE_KEY", "az-key")
     upstream = config(
@@ -204,7 +202,7 @@ def test_azure_upstreams_use_deployment_urls_and_the_api_key_header(monkeypatch:
             }
         ]
     ).upstreams[0]
-    client = UpstreamClient(upstream, httpx.AsyncClient(), GatewayMetrics())
+    client = UpstreamClient(upstream, Connections(10), GatewayMetrics())
     assert client.url("chat/completions", "gpt4o-prod") == (
         "https://r.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
     )

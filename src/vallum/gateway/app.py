@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -57,7 +57,7 @@ from vallum.gateway.shared_limits import RedisLimiter
 from vallum.gateway.shedding import LoadShedder
 from vallum.gateway.slots import Json, Slot, Unscannable
 from vallum.gateway.streams import OutputContext, relay_anthropic, relay_openai
-from vallum.gateway.upstream import UpstreamClient
+from vallum.gateway.upstream import Connections, UpstreamClient, UpstreamResponse
 from vallum.monitor.analytics import identity_keys
 from vallum.monitor.database import make_engine
 from vallum.monitor.fingerprint import simhash
@@ -69,7 +69,7 @@ from vallum.vault import Vault
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SlotMap = Callable[[Json], list[Slot]]
-Relay = Callable[[httpx.Response, OutputContext], AsyncIterator[bytes]]
+Relay = Callable[[UpstreamResponse, OutputContext], AsyncIterator[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +196,8 @@ class Gateway:
         )
         self._shared_marks = (self.policies.heads(), self.key_store.mark())
         self.telemetry = Telemetry.from_env()
-        self.http = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=config.limits.max_in_flight,
-                # Idle pooled connections are each checked on every request; keep few of them.
-                max_keepalive_connections=64,
-            ),
-            timeout=None,
-        )
-        self.upstreams = {u.name: UpstreamClient(u, self.http, self.metrics) for u in config.upstreams}
+        self.connections = Connections(config.limits.max_in_flight)
+        self.upstreams = {u.name: UpstreamClient(u, self.connections, self.metrics) for u in config.upstreams}
         self.ready = False
 
     def app(self) -> ASGIApp:
@@ -237,7 +230,7 @@ class Gateway:
         finally:
             self.ready = False
             sync.cancel()
-            await self.http.aclose()
+            await self.connections.close()
             if isinstance(self.limiter, RedisLimiter):
                 await self.limiter.close()
             self.monitor.close()
@@ -341,7 +334,7 @@ class Gateway:
             _OPERATIONS[endpoint.name],
             PROVIDERS.get(upstream_config.kind, upstream_config.kind),
             upstream_model,
-            httpx.URL(upstream_config.base_url).host,
+            urlsplit(upstream_config.base_url).hostname or "",
             policy_version=ex.policy_version,
             event_id=ex.id,
             parent=request.headers,
@@ -374,8 +367,7 @@ class Gateway:
         ex.upstream_ms = (time.perf_counter() - sent) * 1000
         self.metrics.upstream_seconds.labels(upstream_config.name).observe(ex.upstream_ms / 1000)
         if response.status_code >= 400:
-            await response.aread()
-            await response.aclose()
+            response.close()
             return self._upstream_error(response, ex)
         if ex.stream and endpoint.relay is not None:
             context = OutputContext(
@@ -398,10 +390,10 @@ class Gateway:
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache", "x-vallum-request-id": ex.id},
             )
-        await response.aclose()
+        response.close()
         return await self._answer(response, ex, guard, vault)
 
-    async def _answer(self, response: httpx.Response, ex: Exchange, guard: Guard, vault: Vault) -> Response:
+    async def _answer(self, response: UpstreamResponse, ex: Exchange, guard: Guard, vault: Vault) -> Response:
         try:
             answer = json.loads(response.content)
         except ValueError:
@@ -439,7 +431,7 @@ class Gateway:
         return JSONResponse(answer, headers={"x-vallum-request-id": ex.id})
 
     async def _stream(
-        self, relay: Relay, response: httpx.Response, context: OutputContext, ex: Exchange, sent: float
+        self, relay: Relay, response: UpstreamResponse, context: OutputContext, ex: Exchange, sent: float
     ) -> AsyncIterator[bytes]:
         try:
             async for piece in relay(response, context):
@@ -452,10 +444,10 @@ class Gateway:
             ex.upstream_ms = (time.perf_counter() - sent) * 1000
             if context.error is not None and ex.code is None:
                 ex.code = context.error.code
-            self._record(ex)  # before the await below, which a cancelled stream may not get past
-            await response.aclose()
+            self._record(ex)
+            response.close()
 
-    def _upstream_error(self, response: httpx.Response, ex: Exchange) -> Response:
+    def _upstream_error(self, response: UpstreamResponse, ex: Exchange) -> Response:
         """An upstream's own error (a 4xx about the request, a 5xx after retries) goes to the client as sent."""
         ex.status, ex.code = response.status_code, "upstream_error"
         try:

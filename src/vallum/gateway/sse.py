@@ -42,7 +42,7 @@ async def read_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[ServerEvent
 
 
 async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
-    """Lines split here rather than by httpx's text and line iterators: two fewer generator layers per
+    """Lines split here rather than by a text and a line iterator: two fewer generator layers per
     chunk, which is most of what relaying a chunk costs."""
     pieces: list[bytes] = []  # the line being received, joined only once a line break arrives
     held = 0

@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from vallum.core.guard import Guard
 from vallum.core.streaming import StreamScanner
 from vallum.core.types import Action, Identity, Source
@@ -24,6 +22,7 @@ from vallum.gateway.inspection import StageRecord, inspect
 from vallum.gateway.metrics import GatewayMetrics
 from vallum.gateway.slots import Slot, leaf_slots
 from vallum.gateway.sse import encode, read_events
+from vallum.gateway.upstream import UpstreamCutOff, UpstreamResponse, UpstreamTimedOut
 from vallum.vault import StreamRestorer, Vault
 
 
@@ -135,13 +134,13 @@ def _timed_out(ctx: OutputContext) -> GatewayError:
 # ---- OpenAI -----------------------------------------------------------------------------------------------
 
 
-async def relay_openai(response: httpx.Response, ctx: OutputContext) -> AsyncIterator[bytes]:
+async def relay_openai(response: UpstreamResponse, ctx: OutputContext) -> AsyncIterator[bytes]:
     texts: dict[int, _TextStream] = {}
     calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> tool-call index -> the call so far
     template: dict[str, Any] = {}
     done = False
     try:
-        async for event in read_events(response.aiter_bytes()):
+        async for event in read_events(response.chunks()):
             if event.data.strip() == "[DONE]":
                 done = True
                 break
@@ -183,10 +182,10 @@ async def relay_openai(response: httpx.Response, ctx: OutputContext) -> AsyncIte
     except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
         ctx.error = _broken(ctx, "sent a malformed event")
         yield encode(ctx.error.body("openai"))
-    except httpx.TimeoutException:
+    except UpstreamTimedOut:
         ctx.error = _timed_out(ctx)
         yield encode(ctx.error.body("openai"))
-    except httpx.HTTPError:
+    except UpstreamCutOff:
         ctx.error = _broken(ctx, "was cut off")
         yield encode(ctx.error.body("openai"))
 
@@ -262,12 +261,12 @@ def _function_argument_slots(call: dict[str, Any], where: str) -> list[Slot]:
 # ---- Anthropic --------------------------------------------------------------------------------------------
 
 
-async def relay_anthropic(response: httpx.Response, ctx: OutputContext) -> AsyncIterator[bytes]:
+async def relay_anthropic(response: UpstreamResponse, ctx: OutputContext) -> AsyncIterator[bytes]:
     texts: dict[int, _TextStream] = {}
     tools: dict[int, dict[str, Any]] = {}  # block index -> {"block": start block, "json": argument text}
     stopped = False
     try:
-        async for event in read_events(response.aiter_bytes()):
+        async for event in read_events(response.chunks()):
             try:
                 data = json.loads(event.data)
             except ValueError:
@@ -295,10 +294,10 @@ async def relay_anthropic(response: httpx.Response, ctx: OutputContext) -> Async
     except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
         ctx.error = _broken(ctx, "sent a malformed event")
         yield encode(ctx.error.body("anthropic"), "error")
-    except httpx.TimeoutException:
+    except UpstreamTimedOut:
         ctx.error = _timed_out(ctx)
         yield encode(ctx.error.body("anthropic"), "error")
-    except httpx.HTTPError:
+    except UpstreamCutOff:
         ctx.error = _broken(ctx, "was cut off")
         yield encode(ctx.error.body("anthropic"), "error")
 
