@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from vallum.gateway.breaker import CircuitBreaker, State
 from vallum.gateway.config import ConfigError, GatewayConfig, RateLimit
 from vallum.gateway.identity import KeyRing, digest, new_key, presented_key
 from vallum.gateway.limits import Limiter
-from vallum.gateway.sse import read_events
+from vallum.gateway.sse import EventReader
 
 
 class Clock:
@@ -211,7 +210,6 @@ def test_azure_upstreams_use_deployment_urls_and_the_api_key_header(monkeypatch:
 
 
 def test_a_blocked_event_loop_shows_as_lag_and_sheds_new_requests() -> None:
-    import asyncio
     import time
 
     from vallum.gateway.metrics import GatewayMetrics
@@ -246,14 +244,9 @@ def test_a_blocked_event_loop_shows_as_lag_and_sheds_new_requests() -> None:
 
 
 def events_of(*chunks: bytes) -> list[tuple[str | None, str]]:
-    async def source() -> AsyncIterator[bytes]:
-        for chunk in chunks:
-            yield chunk
-
-    async def collect() -> list[tuple[str | None, str]]:
-        return [(e.event, e.data) async for e in read_events(source())]
-
-    return asyncio.run(collect())
+    reader = EventReader()
+    events = [event for chunk in chunks for event in reader.feed(chunk)]
+    return [(e.event, e.data) for e in [*events, *reader.end()]]
 
 
 def test_events_are_read_whatever_the_chunk_boundaries() -> None:

@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import orjson
 
 from vallum.core.guard import Guard
 from vallum.core.streaming import StreamScanner
 from vallum.core.types import Action, Identity, Source
-from vallum.gateway.errors import GatewayError
+from vallum.gateway.errors import Api, GatewayError
 from vallum.gateway.inspection import StageRecord, inspect
 from vallum.gateway.metrics import GatewayMetrics
 from vallum.gateway.slots import Slot, leaf_slots
-from vallum.gateway.sse import encode, read_events
+from vallum.gateway.sse import EventReader, ServerEvent, encode
 from vallum.gateway.upstream import UpstreamCutOff, UpstreamResponse, UpstreamTimedOut
 from vallum.vault import StreamRestorer, Vault
 
@@ -131,63 +133,118 @@ def _timed_out(ctx: OutputContext) -> GatewayError:
     return GatewayError(504, "upstream_timeout", "The upstream stopped sending in the middle of its answer.")
 
 
+class _ApiStream(Protocol):
+    async def event(self, event: ServerEvent, out: list[bytes]) -> bool:
+        """Append what the client gets for `event` to `out`; True when it ends the stream."""
+
+    def end(self, out: list[bytes]) -> None:
+        """Append what the client gets once the stream is over, or raise if it ended too soon."""
+
+
+async def _relay(
+    response: UpstreamResponse, stream: _ApiStream, ctx: OutputContext, api: Api
+) -> AsyncIterator[bytes]:
+    """The client's side of a stream. Whatever one network read completes is relayed in one write, and a
+    failure ends the stream with an error event in the API's own shape."""
+    out: list[bytes] = []
+    try:
+        reader = EventReader()
+        ended = False
+        async for piece in response.chunks():
+            for event in reader.feed(piece):
+                if ended := await stream.event(event, out):
+                    break
+            if out:
+                written, out = b"".join(out), []
+                yield written
+            if ended:
+                break
+        else:
+            for event in reader.end():
+                if await stream.event(event, out):
+                    break
+        stream.end(out)
+    except GatewayError as exc:
+        ctx.error = exc
+    except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
+        ctx.error = _broken(ctx, "sent a malformed event")
+    except UpstreamTimedOut:
+        ctx.error = _timed_out(ctx)
+    except UpstreamCutOff:
+        ctx.error = _broken(ctx, "was cut off")
+    if ctx.error is not None:
+        out.append(encode(ctx.error.body(api), "error" if api == "anthropic" else None))
+    if out:
+        yield b"".join(out)
+
+
+def _json_object(data: str, ctx: OutputContext, what: str) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise _broken(ctx, "sent something that is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise _broken(ctx, f"sent something that is not {what}")
+    return parsed
+
+
 # ---- OpenAI -----------------------------------------------------------------------------------------------
 
 
-async def relay_openai(response: UpstreamResponse, ctx: OutputContext) -> AsyncIterator[bytes]:
-    texts: dict[int, _TextStream] = {}
-    calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> tool-call index -> the call so far
-    template: dict[str, Any] = {}
-    done = False
-    try:
-        async for event in read_events(response.chunks()):
-            if event.data.strip() == "[DONE]":
-                done = True
-                break
-            try:
-                chunk = json.loads(event.data)
-            except ValueError:
-                raise _broken(ctx, "sent something that is not JSON") from None
-            if not isinstance(chunk, dict):
-                raise _broken(ctx, "sent something that is not a chunk object")
-            if "error" in chunk:
-                yield encode(chunk)
-                return
-            template = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
-            if isinstance(usage := chunk.get("usage"), dict):
-                ctx.on_usage(int(usage.get("total_tokens") or 0))
-            out_choices = []
-            for choice in chunk.get("choices") or []:
-                out = await _openai_choice(choice, texts, calls, ctx)
-                if out is not None:
-                    out_choices.append(out)
-            if out_choices or chunk.get("usage"):
-                yield encode({**chunk, "choices": out_choices})
-        if not done:
-            raise _broken(ctx, "ended before it was complete")
+class _OpenAIStream:
+    """Chat or text completion chunks: each choice's text through its own scanner, tool calls held until
+    complete and checked, `data: [DONE]` at the end."""
+
+    def __init__(self, ctx: OutputContext) -> None:
+        self.ctx = ctx
+        self.texts: dict[int, _TextStream] = {}
+        self.calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> tool-call index -> the call so far
+        self.last: dict[str, Any] = {}  # the latest chunk: its id, model and object frame what is released
+        self.done = False
+        self.refused = False  # the upstream sent an error chunk, which ends the stream as it is
+
+    async def event(self, event: ServerEvent, out: list[bytes]) -> bool:
+        if event.data.strip() == "[DONE]":
+            self.done = True
+            return True
+        chunk = _json_object(event.data, self.ctx, "a chunk object")
+        if "error" in chunk:
+            out.append(encode(chunk))
+            self.refused = True
+            return True
+        self.last = chunk
+        if isinstance(usage := chunk.get("usage"), dict):
+            self.ctx.on_usage(int(usage.get("total_tokens") or 0))
+        out_choices = []
+        for choice in chunk.get("choices") or []:
+            released = await _openai_choice(choice, self.texts, self.calls, self.ctx)
+            if released is not None:
+                out_choices.append(released)
+        if out_choices or chunk.get("usage"):
+            out.append(encode({**chunk, "choices": out_choices}))
+        return False
+
+    def end(self, out: list[bytes]) -> None:
+        if self.refused:
+            return
+        if not self.done:
+            raise _broken(self.ctx, "ended before it was complete")
         # Choices that never sent finish_reason still have held-back text to release.
+        template = {k: v for k, v in self.last.items() if k not in ("choices", "usage")}
         is_chat = template.get("object") != "text_completion"
-        for index, text in texts.items():
+        for index, text in self.texts.items():
             if rest := text.finish():
                 piece = (
                     {"index": index, "delta": {"content": rest}}
                     if is_chat
                     else {"index": index, "text": rest}
                 )
-                yield encode({**template, "choices": [piece]})
-        yield encode("[DONE]")
-    except GatewayError as exc:
-        ctx.error = exc
-        yield encode(exc.body("openai"))
-    except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
-        ctx.error = _broken(ctx, "sent a malformed event")
-        yield encode(ctx.error.body("openai"))
-    except UpstreamTimedOut:
-        ctx.error = _timed_out(ctx)
-        yield encode(ctx.error.body("openai"))
-    except UpstreamCutOff:
-        ctx.error = _broken(ctx, "was cut off")
-        yield encode(ctx.error.body("openai"))
+                out.append(encode({**template, "choices": [piece]}))
+        out.append(encode("[DONE]"))
+
+
+def relay_openai(response: UpstreamResponse, ctx: OutputContext) -> AsyncIterator[bytes]:
+    return _relay(response, _OpenAIStream(ctx), ctx, "openai")
 
 
 async def _openai_choice(
@@ -261,45 +318,40 @@ def _function_argument_slots(call: dict[str, Any], where: str) -> list[Slot]:
 # ---- Anthropic --------------------------------------------------------------------------------------------
 
 
-async def relay_anthropic(response: UpstreamResponse, ctx: OutputContext) -> AsyncIterator[bytes]:
-    texts: dict[int, _TextStream] = {}
-    tools: dict[int, dict[str, Any]] = {}  # block index -> {"block": start block, "json": argument text}
-    stopped = False
-    try:
-        async for event in read_events(response.chunks()):
-            try:
-                data = json.loads(event.data)
-            except ValueError:
-                raise _broken(ctx, "sent something that is not JSON") from None
-            if not isinstance(data, dict):
-                raise _broken(ctx, "sent something that is not an event object")
-            kind = event.event or data.get("type")
-            if kind == "error":
-                yield encode(data, "error")
-                return
-            if kind == "message_stop":  # text of blocks the upstream never closed is still held back
-                for index in list(texts):
-                    if rest := texts.pop(index).finish():
-                        yield encode(_text_delta(index, rest), "content_block_delta")
-            for out in await _anthropic_event(kind, data, texts, tools, ctx):
-                yield encode(out, out["type"])
-            if kind == "message_stop":
-                stopped = True
-                break
-        if not stopped:
-            raise _broken(ctx, "ended before message_stop")
-    except GatewayError as exc:
-        ctx.error = exc
-        yield encode(exc.body("anthropic"), "error")
-    except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
-        ctx.error = _broken(ctx, "sent a malformed event")
-        yield encode(ctx.error.body("anthropic"), "error")
-    except UpstreamTimedOut:
-        ctx.error = _timed_out(ctx)
-        yield encode(ctx.error.body("anthropic"), "error")
-    except UpstreamCutOff:
-        ctx.error = _broken(ctx, "was cut off")
-        yield encode(ctx.error.body("anthropic"), "error")
+class _AnthropicStream:
+    """Message events: each text block through its own scanner, tool_use blocks held until their input is
+    complete and checked, `message_stop` at the end."""
+
+    def __init__(self, ctx: OutputContext) -> None:
+        self.ctx = ctx
+        self.texts: dict[int, _TextStream] = {}
+        self.tools: dict[int, dict[str, Any]] = {}  # block index -> {"block": start block, "json": input}
+        self.stopped = False
+        self.refused = False  # the upstream sent an error event, which ends the stream as it is
+
+    async def event(self, event: ServerEvent, out: list[bytes]) -> bool:
+        data = _json_object(event.data, self.ctx, "an event object")
+        kind = event.event or data.get("type")
+        if kind == "error":
+            out.append(encode(data, "error"))
+            self.refused = True
+            return True
+        if kind == "message_stop":  # text of blocks the upstream never closed is still held back
+            for index in list(self.texts):
+                if rest := self.texts.pop(index).finish():
+                    out.append(encode(_text_delta(index, rest), "content_block_delta"))
+        for released in await _anthropic_event(kind, data, self.texts, self.tools, self.ctx):
+            out.append(encode(released, released["type"]))
+        self.stopped = kind == "message_stop"
+        return self.stopped
+
+    def end(self, out: list[bytes]) -> None:
+        if not (self.refused or self.stopped):
+            raise _broken(self.ctx, "ended before message_stop")
+
+
+def relay_anthropic(response: UpstreamResponse, ctx: OutputContext) -> AsyncIterator[bytes]:
+    return _relay(response, _AnthropicStream(ctx), ctx, "anthropic")
 
 
 async def _anthropic_event(
