@@ -57,13 +57,13 @@ class EventReader:
         return events
 
     def _line(self, line: str, events: list[ServerEvent]) -> None:
-        if not line:
+        if line.startswith("data: "):  # nearly every line of a stream
+            self._data.append(line[6:])
+        elif not line:
             if self._data:
                 events.append(ServerEvent(self._event, "\n".join(self._data)))
             self._event, self._data = None, []
-        elif line.startswith(":"):
-            return  # a comment, used as keep-alive
-        else:
+        elif not line.startswith(":"):  # a comment is a keep-alive
             field, _, value = line.partition(":")
             value = value.removeprefix(" ")
             if field == "event":

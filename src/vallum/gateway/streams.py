@@ -66,7 +66,10 @@ class _TextStream:
         self.restorer = self.ctx.vault.stream_restorer()
 
     def feed(self, text: str) -> str:
-        return self._forward(self.scanner.feed(text), text)
+        step = self.scanner.feed(text)
+        if not (step.text or step.findings or step.stopped) and self.ctx.enforce:
+            return ""  # held back: most chunks of a stream, so they skip the bookkeeping below
+        return self._forward(step, text)
 
     def finish(self) -> str:
         return self._forward(self.scanner.finish(), "") + self.restorer.flush()
