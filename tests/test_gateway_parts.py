@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,95 @@ def test_a_line_that_never_ends_is_refused() -> None:
     chunk = b"data: " + b"x" * 1024 * 1024
     with pytest.raises(ValueError, match="longer than"):
         events_of(*[chunk] * (sse.MAX_LINE_BYTES // len(chunk) + 2))
+
+
+# ---- the stream relay -----------------------------------------------------------------------------------
+
+
+class CannedStream:
+    """An upstream body delivered in the given network reads."""
+
+    def __init__(self, *reads: bytes) -> None:
+        self.reads = reads
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for read in self.reads:
+            yield read
+
+
+def relayed(*reads: bytes) -> list[bytes]:
+    from vallum.core.guard import Guard
+    from vallum.core.types import Identity
+    from vallum.gateway.inspection import StageRecord
+    from vallum.gateway.metrics import GatewayMetrics
+    from vallum.gateway.streams import OutputContext, relay_openai
+    from vallum.vault import Vault
+
+    vault = Vault(identity=Identity())
+    context = OutputContext(
+        guard=Guard(),
+        vault=vault,
+        output_vault=vault.successor(),
+        identity=Identity(),
+        enforce=True,
+        record=StageRecord(),
+        metrics=GatewayMetrics(),
+        holdback=16,
+        min_step=8,
+        first_step=8,
+        keep_text=False,
+        on_usage=lambda tokens: None,
+        upstream="a",
+    )
+
+    async def collect() -> list[bytes]:
+        return [piece async for piece in relay_openai(CannedStream(*reads), context)]  # type: ignore[arg-type]
+
+    return asyncio.run(collect())
+
+
+def content_event(text: str) -> bytes:
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}}],
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def test_the_events_of_one_network_read_are_relayed_in_one_write() -> None:
+    words = [f"word{i:02d} " for i in range(12)]
+    pieces = relayed(b"".join(content_event(w) for w in words) + b"data: [DONE]\n\n")
+    assert len(pieces) == 1
+    assert "".join(words) in _text_of(pieces[0]) and pieces[0].endswith(b"data: [DONE]\n\n")
+
+
+def test_text_released_before_a_broken_event_in_the_same_read_still_reaches_the_client() -> None:
+    words = [f"word{i:02d} " for i in range(12)]
+    pieces = relayed(b"".join(content_event(w) for w in words) + b"data: {not json\n\n")
+    assert len(pieces) == 1
+    released = _text_of(pieces[0])
+    assert released and "".join(words).startswith(released)  # what had passed the scanner, in order
+    assert b'"upstream_stream_broken"' in pieces[0] and b"[DONE]" not in pieces[0]
+
+
+def _text_of(piece: bytes) -> str:
+    text = ""
+    for line in piece.decode().split("\n"):
+        if line.startswith("data: {"):
+            for choice in json.loads(line[6:]).get("choices") or []:
+                text += (choice.get("delta") or {}).get("content") or ""
+    return text
+
+
+def test_upstream_proxies_come_from_the_environment_and_no_proxy_is_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vallum.gateway.upstream import Connections
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "llm.internal")
+    connections = Connections(10)
+    assert connections.proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert connections.proxy("https://llm.internal/v1") is None
+    assert connections.proxy("http://127.0.0.1:8001/v1") is None  # no HTTP_PROXY set

@@ -157,11 +157,11 @@ async def _relay(
             for event in reader.feed(piece):
                 if ended := await stream.event(event, out):
                     break
+            if ended:
+                break  # what is left goes out with the end of the stream, in the same write
             if out:
                 written, out = b"".join(out), []
                 yield written
-            if ended:
-                break
         else:
             for event in reader.end():
                 if await stream.event(event, out):
