@@ -375,3 +375,41 @@ def test_upstream_proxies_come_from_the_environment_and_no_proxy_is_honoured(
     assert connections.proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
     assert connections.proxy("https://llm.internal/v1") is None
     assert connections.proxy("http://127.0.0.1:8001/v1") is None  # no HTTP_PROXY set
+
+
+def test_cookies_an_upstream_sets_are_not_sent_with_later_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's pool is shared by every client: a session cookie must not pass from one to the next."""
+    from vallum.gateway.metrics import GatewayMetrics
+    from vallum.gateway.upstream import Connections, UpstreamClient
+
+    seen: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            seen.append(head)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            body = b'{"ok": true}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nset-cookie: session=alice-secret; Path=/\r\n"
+                b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%b" % (len(body), body)
+            )
+            await writer.drain()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        # A host name: cookie jars refuse cookies from bare IP addresses, which would hide the problem.
+        settings = config(upstreams=[{"name": "a", "base_url": f"http://localhost:{port}/v1"}]).upstreams[0]
+        connections = Connections(10)
+        client = UpstreamClient(settings, connections, GatewayMetrics())
+        for _ in range(2):
+            response = await client.send("chat/completions", "m", b"{}", {}, stream=False)
+            assert response.status_code == 200 and response.content == b'{"ok": true}'
+            response.close()
+        await connections.close()
+        server.close()
+
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    asyncio.run(scenario())
+    assert len(seen) == 2 and b"alice-secret" not in seen[1]

@@ -93,7 +93,9 @@ class Connections:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=self._max_connections, limit_per_host=0, keepalive_timeout=_KEEPALIVE_S
-                )
+                ),
+                # A cookie one client's request earned must not ride along on another client's request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
