@@ -363,7 +363,7 @@ def normalize(
 
     projection = canonical.encode("ascii", "replace")  # one byte per character
     letter_classes = projection.translate(LETTER_CLASSES)
-    if may_have_spaced_letters(letter_classes):
+    if may_have_spaced_letters(letter_classes, projection):
         despaced, runs, despace_map = despace(cleaned, cleaned_map)
         if runs:
             views.append(View(DESPACED, *collapse_whitespace(despaced, despace_map)))

@@ -16,12 +16,14 @@ _WS_TO_SPACE = bytes.maketrans(b"\t\n\r\x0b\x0c", b"     ")
 _SPACES = re.compile(b" +")
 
 
-def may_have_spaced_letters(letter_classes: bytes) -> bool:
-    """Cheap gate on the canonical text's letter classes (letters as b"a", see text.leet.CLASSES)."""
+def may_have_spaced_letters(letter_classes: bytes, projection: bytes) -> bool:
+    """Cheap gate on the canonical text's letter classes (letters as b"a", see text.leet.CLASSES) and its
+    ASCII projection, where any other script's letters (Chinese, Cyrillic, Arabic) show as "?"."""
     return (
         b".a.a.a.a." in letter_classes
         or letter_classes.startswith(b"a.a.a.a.")
         or letter_classes.endswith(b".a.a.a.a")
+        or b"? ? ? ?" in projection
     )
 
 
