@@ -463,3 +463,11 @@ def test_stored_text_carries_finding_spans_in_its_own_coordinates(tmp_path: Path
     assert stored["text"] == "Deploy with <AWS_ACCESS_KEY_ID_1> today"
     assert stored["text"][span["start"] : span["end"]] == "<AWS_ACCESS_KEY_ID_1>"
     assert span["category"] == "secrets"
+
+
+def test_what_the_gateway_loaded_at_start_is_kept_out_of_garbage_collection(tmp_path: Path) -> None:
+    import gc
+
+    with running_gateway(tmp_path):
+        assert gc.get_freeze_count() > 10_000  # the models, rules and tables; full collections skip them
+    assert gc.get_freeze_count() == 0  # given back at shutdown

@@ -413,3 +413,44 @@ def test_cookies_an_upstream_sets_are_not_sent_with_later_requests(monkeypatch: 
     monkeypatch.delenv("HTTP_PROXY", raising=False)
     asyncio.run(scenario())
     assert len(seen) == 2 and b"alice-secret" not in seen[1]
+
+
+def test_an_answer_read_whole_must_arrive_within_timeout_s_even_when_it_trickles() -> None:
+    """A byte every 0.1 s never leaves a long silence, yet the answer as a whole is late: 504."""
+    import time
+
+    from vallum.gateway.errors import GatewayError
+    from vallum.gateway.metrics import GatewayMetrics
+    from vallum.gateway.upstream import Connections, UpstreamClient
+
+    async def trickling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n")
+        for _ in range(40):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    async def scenario() -> tuple[int, str, float]:
+        server = await asyncio.start_server(trickling, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = config(
+            upstreams=[
+                {"name": "a", "base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 0.5, "retries": 0}
+            ]
+        ).upstreams[0]
+        connections = Connections(10)
+        client = UpstreamClient(settings, connections, GatewayMetrics())
+        started = time.monotonic()
+        try:
+            await client.send("chat/completions", "m", b"{}", {}, stream=False)
+        except GatewayError as exc:
+            return exc.status, exc.code, time.monotonic() - started
+        finally:
+            await connections.close()
+            server.close()
+        raise AssertionError("a trickling answer was accepted")
+
+    status, code, elapsed = asyncio.run(scenario())
+    assert (status, code) == (504, "upstream_timeout") and elapsed < 2.0

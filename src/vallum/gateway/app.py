@@ -8,6 +8,7 @@ streamed, tool calls checked before they are forwarded) -> vault placeholders re
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
@@ -223,6 +224,13 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        for guard in self.guards.values():
+            guard.scan("warm-up")  # what detectors build on first use is built now, not on a client's request
+        # What is loaded by now (models, rules, tables: over 100,000 objects) lives as long as the gateway.
+        # Frozen, it is no longer walked by every full garbage collection, each of which would otherwise
+        # stall all requests for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         self.ready = True
         sync = asyncio.get_running_loop().create_task(self._follow_shared_state())
         try:
@@ -235,6 +243,7 @@ class Gateway:
                 await self.limiter.close()
             self.monitor.close()
             self.telemetry.shutdown()
+            gc.unfreeze()
 
     # ---- operational routes ------------------------------------------------------------------------------
 

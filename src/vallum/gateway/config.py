@@ -41,7 +41,7 @@ class Upstream(_Strict):
     api_key_env: str | None = None
     api_key_file: Path | None = None
     api_version: str = "2024-10-21"  # Azure's api-version query parameter
-    timeout_s: float = Field(120.0, gt=0)  # whole request; for streams, the longest silence between chunks
+    timeout_s: float = Field(120.0, gt=0)  # whole answer; for streams, the longest silence between chunks
     connect_timeout_s: float = Field(5.0, gt=0)
     retries: int = Field(2, ge=0, le=10)
     backoff_s: float = Field(0.2, ge=0)

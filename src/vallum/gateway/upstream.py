@@ -118,7 +118,10 @@ class UpstreamClient:
         self._proxy = connections.proxy(upstream.base_url)
         self._metrics = metrics
         self._key = upstream.api_key()  # read once at start-up: a missing key fails the start, not a request
-        self._timeout = aiohttp.ClientTimeout(
+        # An answer read whole must be complete within timeout_s; a stream may run as long as it keeps
+        # sending, with no silence longer than timeout_s.
+        self._whole = aiohttp.ClientTimeout(total=upstream.timeout_s, connect=upstream.connect_timeout_s)
+        self._streamed = aiohttp.ClientTimeout(
             total=None, connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
         )
 
@@ -177,7 +180,11 @@ class UpstreamClient:
         while True:
             try:
                 raw = await self._connections.session().post(
-                    url, data=body, headers=headers, timeout=self._timeout, proxy=self._proxy
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=self._streamed if stream else self._whole,
+                    proxy=self._proxy,
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 if attempt < self.upstream.retries:
@@ -232,7 +239,7 @@ class UpstreamClient:
             async with self._connections.session().get(
                 f"{self.upstream.base_url.rstrip('/')}/models",
                 headers=self.headers(incoming),
-                timeout=self._timeout,
+                timeout=self._whole,
                 proxy=self._proxy,
             ) as response:
                 data = (
