@@ -371,10 +371,18 @@ def test_upstream_proxies_come_from_the_environment_and_no_proxy_is_honoured(
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "llm.internal")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("ALL_PROXY", raising=False)
     connections = Connections(10)
     assert connections.proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
     assert connections.proxy("https://llm.internal/v1") is None
     assert connections.proxy("http://127.0.0.1:8001/v1") is None  # no HTTP_PROXY set
+
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.internal:3128")  # no scheme, as often written: an HTTP proxy
+    monkeypatch.setenv("ALL_PROXY", "http://fallback.internal:8080")
+    connections = Connections(10)
+    assert connections.proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert connections.proxy("http://vllm.lan:8000/v1") == "http://fallback.internal:8080"
 
 
 def test_cookies_an_upstream_sets_are_not_sent_with_later_requests(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -454,3 +462,57 @@ def test_an_answer_read_whole_must_arrive_within_timeout_s_even_when_it_trickles
 
     status, code, elapsed = asyncio.run(scenario())
     assert (status, code) == (504, "upstream_timeout") and elapsed < 2.0
+
+
+def test_redirects_are_not_followed_so_the_prompt_and_key_stay_with_the_upstream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vallum.gateway.metrics import GatewayMetrics
+    from vallum.gateway.upstream import Connections, UpstreamClient
+
+    elsewhere: list[bytes] = []
+
+    async def other_host(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        elsewhere.append(await reader.read(65536))
+        writer.close()
+
+    async def scenario() -> int:
+        trap = await asyncio.start_server(other_host, "127.0.0.1", 0)
+        trap_port = trap.sockets[0].getsockname()[1]
+
+        async def redirecting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+            writer.write(
+                b"HTTP/1.1 307 Temporary Redirect\r\ncontent-length: 0\r\n"
+                b"location: http://127.0.0.1:%d/v1/messages\r\n\r\n" % trap_port
+            )
+            await writer.drain()
+
+        server = await asyncio.start_server(redirecting, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = config(
+            upstreams=[
+                {
+                    "name": "a",
+                    "kind": "anthropic",
+                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "api_key_env": "VALLUM_TEST_ANTHROPIC_KEY",
+                }
+            ]
+        ).upstreams[0]
+        connections = Connections(10)
+        client = UpstreamClient(settings, connections, GatewayMetrics())
+        response = await client.send("messages", "m", b'{"prompt": "private"}', {}, stream=False)
+        response.close()
+        await asyncio.sleep(0.1)  # time for a followed redirect to arrive, were it followed
+        await connections.close()
+        server.close()
+        trap.close()
+        return response.status_code
+
+    monkeypatch.setenv("VALLUM_TEST_ANTHROPIC_KEY", "sk-ant-secret")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("ALL_PROXY", raising=False)
+    assert asyncio.run(scenario()) == 307
+    assert elsewhere == []

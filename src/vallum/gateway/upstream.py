@@ -81,7 +81,7 @@ class UpstreamResponse:
 
 class Connections:
     """The pool of connections to every upstream. Made on first use, because aiohttp binds it to the
-    running event loop; proxies come from HTTPS_PROXY, HTTP_PROXY and NO_PROXY, read once."""
+    running event loop; proxies come from HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY, read once."""
 
     def __init__(self, max_connections: int) -> None:
         self._max_connections = max_connections
@@ -103,7 +103,10 @@ class Connections:
         parts = urlsplit(url)
         if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
             return None
-        return self._proxies.get(parts.scheme)
+        proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")
+        if proxy and "://" not in proxy:
+            proxy = f"http://{proxy}"  # "proxy.corp:3128", as often written, means an HTTP proxy
+        return proxy
 
     async def close(self) -> None:
         if self._session is not None:
@@ -119,11 +122,11 @@ class UpstreamClient:
         self._metrics = metrics
         self._key = upstream.api_key()  # read once at start-up: a missing key fails the start, not a request
         # An answer read whole must be complete within timeout_s; a stream may run as long as it keeps
-        # sending, with no silence longer than timeout_s.
-        self._whole = aiohttp.ClientTimeout(total=upstream.timeout_s, connect=upstream.connect_timeout_s)
-        self._streamed = aiohttp.ClientTimeout(
-            total=None, connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
-        )
+        # sending, with no silence longer than timeout_s. Waiting for a free pooled connection is bounded by
+        # timeout_s as well, connecting by connect_timeout_s.
+        connecting = {"connect": upstream.timeout_s, "sock_connect": upstream.connect_timeout_s}
+        self._whole = aiohttp.ClientTimeout(total=upstream.timeout_s, **connecting)
+        self._streamed = aiohttp.ClientTimeout(total=None, sock_read=upstream.timeout_s, **connecting)
 
     def url(self, endpoint: str, model: str) -> str:
         base = self.upstream.base_url.rstrip("/")
@@ -185,6 +188,8 @@ class UpstreamClient:
                     headers=headers,
                     timeout=self._streamed if stream else self._whole,
                     proxy=self._proxy,
+                    # A redirect would replay the prompt, and x-api-key or api-key, to another host.
+                    allow_redirects=False,
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 if attempt < self.upstream.retries:
@@ -241,6 +246,7 @@ class UpstreamClient:
                 headers=self.headers(incoming),
                 timeout=self._whole,
                 proxy=self._proxy,
+                allow_redirects=False,
             ) as response:
                 data = (
                     (await response.json(content_type=None)).get("data") if response.status == 200 else None
