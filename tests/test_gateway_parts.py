@@ -299,12 +299,12 @@ class CannedStream:
             yield read
 
 
-def relayed(*reads: bytes) -> list[bytes]:
+def relayed(*reads: bytes, api: str = "openai") -> list[bytes]:
     from vallum.core.guard import Guard
     from vallum.core.types import Identity
     from vallum.gateway.inspection import StageRecord
     from vallum.gateway.metrics import GatewayMetrics
-    from vallum.gateway.streams import OutputContext, relay_openai
+    from vallum.gateway.streams import OutputContext, relay_anthropic, relay_openai
     from vallum.vault import Vault
 
     vault = Vault(identity=Identity())
@@ -325,7 +325,8 @@ def relayed(*reads: bytes) -> list[bytes]:
     )
 
     async def collect() -> list[bytes]:
-        return [piece async for piece in relay_openai(CannedStream(*reads), context)]  # type: ignore[arg-type]
+        relay = relay_openai if api == "openai" else relay_anthropic
+        return [piece async for piece in relay(CannedStream(*reads), context)]  # type: ignore[arg-type]
 
     return asyncio.run(collect())
 
@@ -353,6 +354,19 @@ def test_text_released_before_a_broken_event_in_the_same_read_still_reaches_the_
     released = _text_of(pieces[0])
     assert released and "".join(words).startswith(released)  # what had passed the scanner, in order
     assert b'"upstream_stream_broken"' in pieces[0] and b"[DONE]" not in pieces[0]
+
+
+def test_anthropic_events_typed_only_on_their_event_line_are_relayed() -> None:
+    reads = (
+        b'event: message_start\ndata: {"message": {"id": "m1", "usage": {"input_tokens": 3}}}\n\n'
+        b"event: ping\ndata: {}\n\n"
+        b"event: message_stop\ndata: {}\n\n"
+    )
+    (piece,) = relayed(reads, api="anthropic")
+    assert (
+        b"event: message_start\n" in piece and b"event: ping\n" in piece and b"event: message_stop\n" in piece
+    )
+    assert b"error" not in piece
 
 
 def _text_of(piece: bytes) -> str:

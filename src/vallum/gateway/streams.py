@@ -169,7 +169,7 @@ async def _relay(
         stream.end(out)
     except GatewayError as exc:
         ctx.error = exc
-    except (ValueError, TypeError, AttributeError):  # a field of the wrong type or shape in an event
+    except (ValueError, TypeError, AttributeError, LookupError):  # a field of the wrong type or shape
         ctx.error = _broken(ctx, "sent a malformed event")
     except UpstreamTimedOut:
         ctx.error = _timed_out(ctx)
@@ -344,7 +344,9 @@ class _AnthropicStream:
                 if rest := self.texts.pop(index).finish():
                     out.append(encode(_text_delta(index, rest), "content_block_delta"))
         for released in await _anthropic_event(kind, data, self.texts, self.tools, self.ctx):
-            out.append(encode(released, released["type"]))
+            out.append(
+                encode(released, released.get("type") or kind)
+            )  # the type may be on the event line only
         self.stopped = kind == "message_stop"
         return self.stopped
 
