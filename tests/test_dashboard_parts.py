@@ -3,21 +3,16 @@ aggregates behind the overview (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
 
-from tests.services import postgres_url
 from vallum.dashboard import charts, stats
 from vallum.dashboard.highlight import Mark, segments
 from vallum.dashboard.session import Sessions
-from vallum.monitor.database import upgrade
 from vallum.monitor.store import EventFilter, EventStore
 
 SECRET = b"s" * 32
@@ -150,30 +145,11 @@ def test_a_short_session_secret_is_refused() -> None:
 # ---- aggregates on a real store -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'events.db'}"
-        upgrade(url)
-        opened = EventStore(url)
-        yield opened
-        opened.close()
-        return
-    base = postgres_url()
-    schema = f"vallum_dash_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = f"{base}?options=-csearch_path%3D{schema}"
-        upgrade(url)
-        opened = EventStore(url)
-        yield opened
-        opened.close()
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+@pytest.fixture
+def store(url: str) -> Iterator[EventStore]:
+    opened = EventStore(url)
+    yield opened
+    opened.close()
 
 
 def event(

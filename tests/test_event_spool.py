@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import text
 
 from tests.gateway_env import running_gateway
-from tests.services import fresh_postgres_schema
 from tests.test_event_store import blocked_event, make_event, raw_rows, with_text
 from vallum.gateway.monitoring import spool_directory
 from vallum.monitor import spool as spool_module
@@ -50,18 +49,6 @@ CHILD = textwrap.dedent(
     time.sleep(600)
     """
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        database = f"sqlite:///{tmp_path / 'events.db'}"
-        upgrade(database)
-        yield database
-        return
-    with fresh_postgres_schema() as database:
-        upgrade(database)
-        yield database
 
 
 @contextmanager

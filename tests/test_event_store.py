@@ -18,7 +18,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 
-from tests.services import fresh_postgres_schema
 from vallum.admin import schema as admin_schema
 from vallum.errors import EventStoreError
 from vallum.monitor.commands import run_db_upgrade, run_events_purge, run_rotate
@@ -100,22 +99,6 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.01)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database without the schema: a fresh SQLite file, or a fresh PostgreSQL schema on the search path."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'events.db'}"
-        return
-    with fresh_postgres_schema() as url:
-        yield url
-
-
-@pytest.fixture
-def url(empty_url: str) -> str:
-    upgrade(empty_url)
-    return empty_url
 
 
 @pytest.fixture

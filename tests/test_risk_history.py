@@ -11,11 +11,10 @@ import httpx
 import pytest
 
 from tests.gateway_env import Running, running_gateway
-from tests.services import fresh_postgres_schema
 from vallum.dashboard import charts
 from vallum.gateway.identity import digest
 from vallum.monitor.analytics import FEATURES, Risk
-from vallum.monitor.database import make_engine, upgrade
+from vallum.monitor.database import make_engine
 from vallum.monitor.snapshots import Snapshot, SnapshotRecorder, history, purge, write
 
 T0 = 1_800_000_000.0  # a minute boundary
@@ -28,18 +27,6 @@ def risk(identity: str, score: float, burst: float = 0.0) -> Risk:
     contributions = {name: 0.0 for name in FEATURES} | {"burst": score}
     level = "high" if score >= 0.8 else "elevated" if score >= 0.5 else "none"
     return Risk(identity, score, level, "none", 0.0, features, contributions)  # type: ignore[arg-type]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        database = f"sqlite:///{tmp_path / 'events.db'}"
-        upgrade(database)
-        yield database
-        return
-    with fresh_postgres_schema() as database:
-        upgrade(database)
-        yield database
 
 
 @pytest.fixture
