@@ -43,6 +43,8 @@ class ZipArchive:
         ) as exc:
             raise ScanAbort(f"not a readable zip archive: {exc}") from None
         infos = self.zip.infolist()
+        if any(not i.filename for i in infos):  # zipfile itself cannot handle such an entry (is_dir fails)
+            raise ScanAbort("not a readable zip archive: a member has no name")
         limits = ctx.limits
         if len(infos) > limits.max_archive_members:
             raise ScanAbort(
