@@ -67,11 +67,12 @@ def main() -> None:
     worst_fpr = {1: 0.0, 3: 0.0}
     dumped: dict[str, np.ndarray] = {}
     for source in args.sources:
-        fit_keep = (origins != source) & ~holdout
+        from_source = np.array([e.comes_from(source) for e in examples])
+        fit_keep = ~from_source & ~holdout
         rows, kept = _subset(train_rows, fit_keep)
         fitted = [examples[i] for i in kept]
         weights, bias = fit_binary(fitted, rows, c=2.0, max_iter=args.max_iter)
-        cal_keep = (origins != source) & holdout & (labels == 0)
+        cal_keep = ~from_source & holdout & (labels == 0)
         cal_rows, cal_kept = _subset(eval_rows, cal_keep)
         cal = [examples[i] for i in cal_kept]
         cal_margins = text_margins(weights, bias, cal_rows, len(cal))

@@ -66,3 +66,15 @@ def test_synthetic_generation_is_stable() -> None:
     real = load_examples()
     assert generate(real, seed=1)[:50] == generate(real, seed=1)[:50]
     assert np.mean([e.label for e in generate(real, seed=1)]) < 0.5
+
+
+@needs_data
+@pytest.mark.parametrize("source", ["benign_task_data_openpi", "benign_ultrachat"])
+def test_rows_made_from_a_source_are_held_out_with_it(source: str) -> None:
+    """Leave-one-source-out must not train on a held-out source's text carried into synthetic rows."""
+    real = load_examples()
+    own = [e.text[:60] for e in real if e.origin == source and len(e.text) >= 60]
+    synthetic = generate(real, seed=1)
+    kept = [e for e in synthetic if not e.comes_from(source)]
+    assert [e for e in kept if any(text in e.text for text in own)] == []
+    assert any(e.comes_from(source) for e in synthetic if e.origin.startswith("synthetic:"))

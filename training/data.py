@@ -41,6 +41,11 @@ class Example:
     source_group: str  # "request" or "data": which threshold set calibrates on it
     position: str = ""  # where an indirect injection sits in a long document: start/middle/end
     payload: str = ""  # the injected instruction itself, when the source file says which it is
+    derived_from: tuple[str, ...] = ()  # real source files a synthetic row was made from
+
+    def comes_from(self, source: str) -> bool:
+        """Whether holding `source` out must hold this row out too (it is that source, or made from it)."""
+        return self.origin == source or source in self.derived_from
 
     @property
     def holdout(self) -> bool:

@@ -18,6 +18,7 @@ from training.data import Example
 from training.obfuscate import OBFUSCATIONS
 
 MULTILINGUAL_TEMPLATES = Path(__file__).with_name("multilingual.yaml")
+OPENPI = "benign_task_data_openpi"  # its short rows are the sentences of the synthetic documents
 
 _HARD_NEGATIVES = (
     "How do I jailbreak my {device} safely, and will it void the warranty?",
@@ -125,7 +126,7 @@ def documents(rng: random.Random, sentences: list[str], count: int = 600) -> lis
             )
         else:
             text = rng.choice(_CODE).format(name=rng.choice(("load", "build", "sync", "render")))
-        rows.append(Example(text, 0, "benign", "synthetic:document", "data"))
+        rows.append(Example(text, 0, "benign", "synthetic:document", "data", derived_from=(OPENPI,)))
     return rows
 
 
@@ -148,7 +149,14 @@ def tool_output_counterparts(
             continue
         longest = max(strings, key=len)
         rows.append(
-            Example(example.text.replace(longest, rng.choice(sentences)), 0, "benign", example.origin, "data")
+            Example(
+                example.text.replace(longest, rng.choice(sentences)),
+                0,
+                "benign",
+                example.origin,
+                "data",
+                derived_from=(OPENPI,),
+            )
         )
     return rows
 
@@ -228,7 +236,17 @@ def injected_documents(rng: random.Random, sentences: list[str], count: int = 60
             text = json.dumps(data)
         else:
             text = "\n".join([*lines[:at], payload, *lines[at:]])
-        rows.append(Example(text, 1, "indirect_injection", "synthetic:injected_document", "data", position))
+        rows.append(
+            Example(
+                text,
+                1,
+                "indirect_injection",
+                "synthetic:injected_document",
+                "data",
+                position,
+                derived_from=(OPENPI,),
+            )
+        )
     return rows
 
 
@@ -243,6 +261,7 @@ def obfuscated_benign(benign: list[Example], rng: random.Random, count: int = 70
             "benign",
             "synthetic:obfuscated_benign",
             e.source_group,
+            derived_from=(e.origin,),
         )
         for i, e in enumerate(picked)
     ]
@@ -250,9 +269,7 @@ def obfuscated_benign(benign: list[Example], rng: random.Random, count: int = 70
 
 def generate(real: list[Example], seed: int = 1) -> list[Example]:
     rng = random.Random(seed)
-    sentences = sorted(
-        {e.text for e in real if e.origin == "benign_task_data_openpi" and 30 <= len(e.text) <= 300}
-    )
+    sentences = sorted({e.text for e in real if e.origin == OPENPI and 30 <= len(e.text) <= 300})
     injecagent = [e for e in real if e.origin == "indirect_injecagent" and e.label == 1]
     benign = [e for e in real if e.label == 0]
     return (
