@@ -10,9 +10,10 @@ sub-window for the finding's span, mapped back to the original text with `View.s
 Source sensitivity (the choice): one model, two threshold sets. The artefact stores a decision
 margin per source group ("request": user turns; "data": retrieval and tool results, which should
 never carry instructions) and per paranoia level 1..4, each chosen on held-out benign text of that
-group so that at most 0.5 / 1 / 2 / 5 % of it is flagged, taking the strictest benign source of the
-group. The raw log-odds are mapped to `sigmoid(margin - threshold)`, so score >= 0.5 means "over the
-threshold for this source and paranoia"; only such windows become findings (`min_score`). Text from
+group so that at most 0.5 / 1 / 2 / 5 % of it is flagged, each benign origin of the group weighing
+the same. The raw log-odds are mapped to
+`sigmoid(margin - threshold)`, so score >= 0.5 means "over the threshold for this source and
+paranoia"; only such windows become findings (`min_score`). Text from
 a data source that fires is an indirect injection whatever the subtype head says.
 """
 
