@@ -170,8 +170,11 @@ def test_comparison_mode_reports_the_difference_and_fails_ci_above_the_threshold
     assert overall["key"] == "all" and overall["delta"] < -0.4
     assert comparison["fixed"] and not comparison["unmeasured"]
     assert (tmp_path / "baseline" / "report.json").exists() and (tmp_path / "report.html").exists()
-    assert code == 1 and "FAIL: attack success rate" in capsys.readouterr().out
-    assert run_redteam(f"{gateway.url}/v1", fail_above=0.9, **common) == 0
+    assert code == 0  # nothing of these 40 gets through the gateway
+    bare = {**common, "report_dir": tmp_path / "bare"}
+    assert run_redteam(f"{gateway.sim_url}/v1", fail_above=0.05, **bare) == 1
+    assert "FAIL: attack success rate" in capsys.readouterr().out
+    assert run_redteam(f"{gateway.sim_url}/v1", fail_above=0.95, **bare) == 0
 
 
 def test_llm_judge_joins_the_verdict_for_open_ended_goals(gateway, tmp_path):

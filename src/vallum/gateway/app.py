@@ -348,18 +348,24 @@ class Gateway:
             event_id=ex.id,
             parent=request.headers,
         )
+        users = [s for s in request_slots if s.source is Source.USER]
+        others = [s for s in request_slots if s.source is not Source.USER]
         try:
-            await inspect(
-                guard,
-                request_slots,
-                stage="input",
-                vault=vault,
-                identity=caller.identity,
-                enforce=not config.shadow,
-                record=ex.input,
-                metrics=self.metrics,
-                keep_text=config.events.text != "none",
-            )
+            for slots in (users, others):
+                await inspect(
+                    guard,
+                    slots,
+                    stage="input",
+                    # Only what the user sent comes back restored in the answer: a credential redacted from
+                    # the system prompt, a document or a tool result stays a placeholder for the user too.
+                    # The successor numbers on from the user's vault, so no placeholder means two values.
+                    vault=vault if slots is users else vault.successor(),
+                    identity=caller.identity,
+                    enforce=not config.shadow,
+                    record=ex.input,
+                    metrics=self.metrics,
+                    keep_text=config.events.text != "none",
+                )
         finally:
             if self.monitor.analytics is not None and ex.input.findings:
                 # Near-duplicate attacks (a mutation campaign) are recognised by this fingerprint; only the
