@@ -11,10 +11,9 @@ Source sensitivity (the choice): one model, two threshold sets. The artefact sto
 margin per source group ("request": user turns; "data": retrieval and tool results, which should
 never carry instructions) and per paranoia level 1..4, each chosen on held-out benign text of that
 group so that at most 0.5 / 1 / 2 / 5 % of it is flagged, each benign origin of the group weighing
-the same. The raw log-odds are mapped to
-`sigmoid(margin - threshold)`, so score >= 0.5 means "over the threshold for this source and
-paranoia"; only such windows become findings (`min_score`). Text from
-a data source that fires is an indirect injection whatever the subtype head says.
+the same. The raw log-odds are mapped to `sigmoid(margin - threshold)`, so score >= 0.5 means "over
+the threshold for this source and paranoia"; only such windows become findings (`min_score`). Text
+from a data source that fires is an indirect injection whatever the subtype head says.
 """
 
 from __future__ import annotations
