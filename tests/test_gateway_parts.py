@@ -319,6 +319,7 @@ def relayed(*reads: bytes, api: str = "openai") -> list[bytes]:
         holdback=16,
         min_step=8,
         first_step=8,
+        lookahead=None,
         keep_text=False,
         on_usage=lambda tokens: None,
         upstream="a",

@@ -4,6 +4,8 @@ import re
 from typing import ClassVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vallum import Action, Finding, Guard, Policy, Severity, Source
 from vallum.core.detector import ALL_SOURCES
@@ -119,11 +121,24 @@ def test_small_chunks_are_batched_into_scans_of_at_least_min_step():
     assert len(scans) <= len(text) // 100 + 2
 
 
-def test_the_first_release_waits_only_for_the_hold_back_and_the_first_step():
+def test_the_first_words_go_out_as_soon_as_they_are_settled():
+    scanner = StreamScanner(guard("flag"), holdback=128, min_step=100, first_step=4)
+    assert scanner.feed("we looked at").text == ""  # three words: none settled yet
+    assert scanner.feed(" the numbers and").text == "we looked at "  # two words behind the stream
+    assert scanner.feed(" they are fine " * 3).text == ""  # from then on, min_step
+
+
+def test_an_unfinished_word_is_held_up_to_the_hold_back_only():
     scanner = StreamScanner(guard("flag"), holdback=16, min_step=100, first_step=4)
     assert scanner.feed("0123456789abcdef").text == ""  # all of it is still hold-back
     assert scanner.feed("ghij").text == "0123"  # hold-back + first_step waiting: the first words go out
     assert scanner.feed("k" * 50).text == ""  # from then on, min_step
+
+
+def test_with_lookahead_the_whole_hold_back_waits_even_behind_settled_words():
+    scanner = StreamScanner(guard("flag"), holdback=32, min_step=100, first_step=4, lookahead=True)
+    assert scanner.feed("we looked at the numbers and they").text == ""
+    assert scanner.feed(" are fine").text == "we looked "  # 42 characters seen, 32 held
 
 
 def test_invalid_window_sizes_are_rejected():
@@ -147,3 +162,69 @@ def test_private_key_longer_than_the_hold_back_never_leaves_in_part():
         assert body[:40] not in released
     released += scanner.finish().text
     assert released == "Here is the key you asked for:\n<PRIVATE_KEY_1>\nKeep it safe."
+
+
+ENTITIES_POLICY = """
+detectors:
+  injection_signatures: {enabled: true}
+  secrets: {enabled: true}
+  pii: {enabled: true, options: {locales: [en_US, en_GB, de_DE]}}
+  output: {options: {allowed_domains: [example.com], destination: browser}}
+categories:
+  secrets: {action: redact}
+  pii: {action: redact}
+  output: {action: redact}
+"""
+ENTITY_TEXTS = [
+    "Sure. Your card is 4111 1111 1111 1111 and it expires soon, so renew it.",
+    "Call me on +1 (415) 555-2671 or at +44 20 7946 0958 tomorrow morning please.",
+    "the account is DE89 3704 0044 0532 0130 00 and the holder is happy with it.",
+    "my e-mail is john.doe@gmail.com as you know, and my ssn is 536-22-8731 too.",
+    "send it to 1600 Pennsylvania Avenue NW, Washington, DC 20500 by friday ok",
+    "write to po box 1234 and we will answer within a week or so, thanks.",
+    "she was born on march 12, 1990 in a small town far away from here.",
+    "the key is AKIAIOSFODNN7EXAMPLE and secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY done here",
+    "use token ghp_16C7e42F292c6912E7710c838347Ae178B4a and go on with your day.",
+    "the servers at 192.168.10.24 and 2001:db8::ff00:42:8329 are up again today.",
+    "and <img src=x onerror=alert(1) alt=a b> then [a link](javascript:alert(1)) the end",
+]
+PLACEHOLDER_NUMBER = re.compile(r"_\d+>")
+
+
+@pytest.fixture(scope="module")
+def entities_guard() -> Guard:
+    return Guard(Policy.from_yaml(ENTITIES_POLICY))
+
+
+def judged_whole(guard: Guard, text: str) -> str:
+    scanner = StreamScanner(guard, vault=Vault(), holdback=len(text) + 1, lookahead=True)
+    return scanner.feed(text).text + scanner.finish().text
+
+
+@given(data=st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_stream_released_as_it_settles_is_redacted_as_if_judged_whole(entities_guard: Guard, data) -> None:
+    """Any chunking, any steps: the same text reaches the reader as when the answer is judged whole (up to
+    placeholder numbers: a value judged before its end arrived takes a number it then does not use)."""
+    text = data.draw(st.sampled_from(ENTITY_TEXTS))
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(text) - 1), max_size=len(text) // 2)))
+    scanner = StreamScanner(
+        entities_guard,
+        vault=Vault(),
+        first_step=data.draw(st.sampled_from([1, 4, 32])),
+        min_step=data.draw(st.sampled_from([1, 16, 256])),
+    )
+    released = ""
+    for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True):
+        released += scanner.feed(text[start:end]).text
+    released += scanner.finish().text
+    expected = judged_whole(entities_guard, text)
+    assert expected != text or "onerror" in text  # every text carries something to redact
+    assert PLACEHOLDER_NUMBER.sub(">", released) == PLACEHOLDER_NUMBER.sub(">", expected)
+
+
+def test_a_detector_that_reads_across_words_makes_the_stream_wait_for_the_whole_hold_back() -> None:
+    with_canary = Guard(Policy.from_yaml("detectors:\n  leakage: {options: {canaries: [vallum-c4n4ry-93f1]}}\n"))
+    assert StreamScanner(with_canary).lookahead
+    assert not StreamScanner(Guard()).lookahead
+    assert not StreamScanner(with_canary, lookahead=False).lookahead

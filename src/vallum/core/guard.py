@@ -67,6 +67,11 @@ class Guard:
             )
         )
 
+    def needs_lookahead(self, source: Source) -> bool:
+        """Whether a detector for `source` reads across words, so a stream must be held back in full before
+        it is released (see `vallum.core.streaming`)."""
+        return any(getattr(d, "needs_lookahead", False) for d in self.detectors if source in d.sources)
+
     def scan(
         self, item: Scannable, source: Source | str = Source.USER, *, vault: Vault | None = None
     ) -> Verdict:

@@ -1,9 +1,13 @@
 """Scanning text that arrives in chunks (a model's streamed answer) without letting anything slip through.
 
-The scanner holds back the last `holdback` characters of what it has seen: a secret, an e-mail address
-or a canary split across two chunks is only released once the chunk that completes it has been scanned
-with it. Each step scans the unreleased text plus `context` characters already released before it, so
-work per chunk is bounded and the total stays linear in the length of the stream.
+The scanner holds back what is not yet settled (`vallum.core.settled`: the words that more text could still
+turn into a secret, a number or a name), never more than `holdback` characters: a secret, an e-mail
+address or a card number split across two chunks is only released once the chunk that completes it has
+been scanned with it. With `lookahead` it holds back `holdback` characters always, so that a block comes
+before any word of the passage that caused it; that is chosen by itself when a detector reads across
+words (a protected system prompt's echo, named entities). Each step scans the unreleased text plus
+`context` characters already released before it, so work per chunk is bounded and the total stays
+linear in the length of the stream.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vallum.core.guard import Guard
+from vallum.core.settled import settled_length
 from vallum.core.types import Action, Finding, Message, Source, Span
 from vallum.vault import Vault
 
@@ -40,14 +45,17 @@ class StreamScanner:
         min_step: int = DEFAULT_MIN_STEP,
         first_step: int | None = None,
         vault: Vault | None = None,
+        lookahead: bool | None = None,
     ) -> None:
         """`first_step` (default `min_step`) is the step before the first release: smaller gets the first
-        words to a reader sooner, at the price of one more scan per stream."""
+        words to a reader sooner, at the price of one more scan per stream. `lookahead` defaults to
+        whether a detector of the guard for `source` asks for it."""
         first_step = min_step if first_step is None else first_step
         if holdback < 1 or context < 0 or min_step < 1 or first_step < 1:
             raise ValueError("holdback, min_step and first_step must be >= 1 and context >= 0")
         self.guard, self.source, self.vault = guard, source, vault
         self.holdback, self.context, self.min_step, self.first_step = holdback, context, min_step, first_step
+        self.lookahead = guard.needs_lookahead(source) if lookahead is None else lookahead
         self._released = ""  # tail of released original text, kept for detection context only
         self._released_total = 0  # characters released so far (stream offset of _pending[0])
         self._pending = ""
@@ -60,7 +68,13 @@ class StreamScanner:
             return StreamStep("", self.action, (), True)
         self._pending += chunk
         step = self.min_step if self._released_total else self.first_step
-        if len(self._pending) < self.holdback + step:
+        if self.lookahead:
+            if len(self._pending) < self.holdback + step:
+                return StreamStep("", self.action, (), False)
+            return self._step(final=False)
+        if len(self._pending) < step:
+            return StreamStep("", self.action, (), False)
+        if self._settled() < step:
             return StreamStep("", self.action, (), False)
         return self._step(final=False)
 
@@ -84,16 +98,20 @@ class StreamScanner:
             self._pending = ""
             return StreamStep("", self.action, new_findings, True)
 
-        cut = len(self._pending) if final else max(0, len(self._pending) - self.holdback)
+        if final:
+            cut = len(self._pending)
+        elif self.lookahead:
+            cut = max(0, len(self._pending) - self.holdback)
+        else:
+            cut = self._settled()
         for f in fresh:  # never cut through a finding: hold it back whole until it can be judged whole
             if f.span is not None and f.span.start - offset < cut < f.span.end - offset:
                 cut = max(0, f.span.start - offset)
         release = self._pending[:cut]
         if verdict.action is Action.REDACT and release:
+            # A finding that began in released text (its head was judged harmless then) has the rest rewritten.
             inside = [
-                _shift(f, -offset)
-                for f in fresh
-                if f.span is not None and f.span.start >= offset and f.span.end - offset <= cut
+                _shift(f, -offset) for f in fresh if f.span is not None and f.span.end - offset <= cut
             ]
             release = self.guard.redact(release, inside, verdict.categories, self.source, self.vault)
         released_original = self._pending[:cut]
@@ -101,6 +119,9 @@ class StreamScanner:
         self._released = (self._released + released_original)[-self.context :] if self.context else ""
         self._released_total += cut
         return StreamStep(release, self.action, new_findings, False)
+
+    def _settled(self) -> int:
+        return max(settled_length(self._pending), len(self._pending) - self.holdback)
 
     def _new(self, findings: list[Finding], offset: int) -> tuple[Finding, ...]:
         base = self._released_total - offset

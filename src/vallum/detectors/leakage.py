@@ -89,6 +89,9 @@ class LeakageDetector:
             )
             # A generic prompt cannot be told apart from ordinary answers: no echo check at all.
             self.echo = index if index.total >= min_distinctive else None
+        # An echo is recognised only after several words, and a canary may come letter-spaced: a stream must
+        # be held back in full for the block to come before any of it is shown.
+        self.needs_lookahead = self.echo is not None or bool(self.canaries.canaries)
 
     def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]:
         findings = self._canary_findings(text)

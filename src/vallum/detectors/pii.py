@@ -62,6 +62,8 @@ class PIIDetector:
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
     ) -> None:
         self.analyzer = PIIAnalyzer(entities, locales, ner, ner_model, max_candidates)
+        # A statistical model reads the words around a name, after it too: a stream is held back in full.
+        self.needs_lookahead = self.analyzer.uses_ner
 
     def detect(self, text: NormalizedText, source: Source, paranoia: int) -> list[Finding]:
         # Spans must index the original text (redaction rewrites it), so recognizers read it, not a view.

@@ -396,6 +396,7 @@ class Gateway:
                 holdback=config.stream_holdback,
                 min_step=config.stream_min_step,
                 first_step=config.stream_first_step,
+                lookahead=config.stream_lookahead or None,
                 keep_text=config.events.text != "none",
                 on_usage=lambda tokens: self._charge(ex, tokens),
                 upstream=upstream_config.name,

@@ -161,11 +161,16 @@ class GatewayConfig(_Strict):
     end_user_header: str = "x-vallum-user"
     default_limits: RateLimit = Field(default_factory=RateLimit)  # per identity, for keys without their own
     shadow: bool = False  # decide and record, but never block or rewrite
+    # Streamed text is released as it settles (vallum.core.settled: the last words, and any that could
+    # still be part of a number, a name or a key, wait), never holding back more than this many characters.
     stream_holdback: int = Field(128, ge=1)
-    # New streamed text is scanned once this much waits beyond the hold-back: smaller gives earlier first
-    # tokens on slow upstreams, at more rescanning (about (2 * 128 + step) / step times the text).
+    # Hold back `stream_holdback` characters always, so that a block comes before any word of the passage
+    # that caused it; chosen by itself when a detector reads across words (a protected prompt, NER).
+    stream_lookahead: bool = False
+    # Streamed text is scanned once this much is ready to go: smaller gives a smoother stream on slow
+    # upstreams, at more rescanning (about (128 + step) / step times the text).
     stream_min_step: int = Field(256, ge=1)
-    stream_first_step: int = Field(32, ge=1)  # the first release waits only for hold-back + this much
+    stream_first_step: int = Field(1, ge=1)  # the first words go out as soon as this much is settled
     limits: Limits = Field(default_factory=Limits)
     events: Events = Field(default_factory=Events)
     # Events, audit trail, versioned policies and admin-made keys; PostgreSQL when replicas share them.

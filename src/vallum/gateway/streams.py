@@ -40,6 +40,7 @@ class OutputContext:
     holdback: int
     min_step: int
     first_step: int
+    lookahead: bool | None  # None: as the guard's detectors ask
     keep_text: bool
     on_usage: Callable[[int], None]
     upstream: str
@@ -61,6 +62,7 @@ class _TextStream:
             holdback=self.ctx.holdback,
             min_step=self.ctx.min_step,
             first_step=self.ctx.first_step,
+            lookahead=self.ctx.lookahead,
             vault=self.ctx.output_vault,
         )
         self.restorer = self.ctx.vault.stream_restorer()

@@ -84,6 +84,7 @@ class PIIAnalyzer:
         if ner_on:
             chosen.append(PresidioNer(ner_model))
         self.recognizers = tuple(chosen)
+        self.uses_ner = ner_on
         self.entities = frozenset(t for r in chosen for t in r.entity_types) & (wanted or known_entities())
         self.regions = regions
         self.max_candidates = max_candidates
