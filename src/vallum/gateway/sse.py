@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 class EventReader:
     """Events from the raw bytes of a stream, fed in whatever pieces the network delivers. Synchronous, so
     that all the events of one piece are handled in one go: a stream of small events costs per piece what
-    an iterator would cost per event."""
+    an asynchronous iterator would cost per event. Lazy within a piece: one read from a fast upstream can
+    hold a whole answer, and its first event should not wait while the last is parsed."""
 
     def __init__(self) -> None:
         self._pieces: list[bytes] = []  # the line being received, joined only once a line break arrives
@@ -29,14 +31,15 @@ class EventReader:
         self._event: str | None = None
         self._data: list[str] = []
 
-    def feed(self, chunk: bytes) -> list[ServerEvent]:
-        """The events that `chunk` completes; a line over MAX_LINE_BYTES raises ValueError."""
+    def feed(self, chunk: bytes) -> Iterator[ServerEvent]:
+        """The events that `chunk` completes, to be taken at once; a line over MAX_LINE_BYTES raises
+        ValueError."""
         self._pieces.append(chunk)
         self._held += len(chunk)
         if b"\n" not in chunk and b"\r" not in chunk:
             if self._held > MAX_LINE_BYTES:
                 raise ValueError(f"a line of the stream is longer than {MAX_LINE_BYTES} bytes")
-            return []
+            return
         lines = b"".join(self._pieces).splitlines(keepends=True)
         # The last line may be cut in half, or its "\r" may be the first half of "\r\n": keep it for later.
         self._pieces = [lines.pop()] if lines and not lines[-1].endswith(b"\n") else []
@@ -44,7 +47,8 @@ class EventReader:
         events: list[ServerEvent] = []
         for raw in lines:
             self._line(raw.rstrip(b"\r\n").decode("utf-8", errors="replace"), events)
-        return events
+            if events:
+                yield events.pop()
 
     def end(self) -> list[ServerEvent]:
         """What the end of the stream completes: a stream cut right after its last data line still

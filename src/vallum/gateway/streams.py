@@ -45,6 +45,9 @@ class OutputContext:
     on_usage: Callable[[int], None]
     upstream: str
     error: GatewayError | None = None  # how the stream ended, when it did not end well
+    # Text was released since the last write: it goes to the client at once instead of after the rest of
+    # the network read, which from a fast upstream can hold the whole answer.
+    text_released: bool = False
 
 
 @dataclass(slots=True)
@@ -94,7 +97,9 @@ class _TextStream:
             return original  # shadow mode: recorded above, forwarded as the model wrote it
         if step.stopped:
             raise _blocked_stream(ctx)
-        return self.restorer.feed(step.text)
+        released = self.restorer.feed(step.text)
+        ctx.text_released = ctx.text_released or bool(released)
+        return released
 
 
 def _blocked_stream(ctx: OutputContext) -> GatewayError:
@@ -149,8 +154,9 @@ class _ApiStream(Protocol):
 async def _relay(
     response: UpstreamResponse, stream: _ApiStream, ctx: OutputContext, api: Api
 ) -> AsyncIterator[bytes]:
-    """The client's side of a stream. Whatever one network read completes is relayed in one write, and a
-    failure ends the stream with an error event in the API's own shape."""
+    """The client's side of a stream. Whatever one network read completes is relayed in one write, but
+    released text goes out as soon as it is, and a failure ends the stream with an error event in the
+    API's own shape."""
     out: list[bytes] = []
     try:
         reader = EventReader()
@@ -159,6 +165,10 @@ async def _relay(
             for event in reader.feed(piece):
                 if ended := await stream.event(event, out):
                     break
+                if ctx.text_released:
+                    ctx.text_released = False
+                    written, out = b"".join(out), []
+                    yield written
             if ended:
                 break  # what is left goes out with the end of the stream, in the same write
             if out:
