@@ -141,8 +141,10 @@ def prompt_texts(count: int, size: int) -> list[str]:
     return texts
 
 
-def chat_body(text: str, stream: bool, chunk: int | None) -> bytes:
+def chat_body(text: str, stream: bool, chunk: int | None, chunk_delay: float = 0.0) -> bytes:
     content = text if chunk is None else f"{text}\n#sim:chunk={chunk}"
+    if chunk_delay:
+        content += f"\n#sim:chunk_delay={chunk_delay}"
     body: dict[str, Any] = {"model": "sim-echo", "messages": [{"role": "user", "content": content}]}
     if stream:
         body["stream"] = True
@@ -906,6 +908,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--stream-chunk", type=int, help="characters per streamed chunk (the simulator's default: 8)"
     )
     p.add_argument(
+        "--stream-chunk-delay",
+        type=float,
+        default=0.0,
+        help="seconds between streamed chunks, as a model's token rate (default 0: as fast as it writes)",
+    )
+    p.add_argument(
         "--ramp-rates",
         type=lambda s: [float(x) for x in s.split(",")],
         default=[300, 400, 500, 600, 800, 1000],
@@ -1039,7 +1047,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     with servers(layout, args.events) as procs:
         requests = {
             (port, stream): [
-                http_request(port, chat_body(t, stream, args.stream_chunk if stream else None)) for t in texts
+                http_request(
+                    port,
+                    chat_body(t, stream, args.stream_chunk, args.stream_chunk_delay)
+                    if stream
+                    else chat_body(t, stream, None),
+                )
+                for t in texts
             ]
             for port in (procs.sim_port, procs.gateway_port)
             for stream in (False, True)
