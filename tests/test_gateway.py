@@ -202,7 +202,12 @@ def test_the_first_streamed_words_go_out_as_soon_as_they_are_settled(tmp_path: P
 
 
 def test_with_stream_lookahead_the_first_words_wait_for_the_whole_hold_back(tmp_path: Path) -> None:
-    settings = {"stream_holdback": 16, "stream_first_step": 8, "stream_min_step": 10_000, "stream_lookahead": True}
+    settings = {
+        "stream_holdback": 16,
+        "stream_first_step": 8,
+        "stream_min_step": 10_000,
+        "stream_lookahead": True,
+    }
     with running_gateway(tmp_path, SCRIPT, **settings) as running:
         pieces = first_pieces(running)
     # The first release comes once 16 + 8 characters wait; with min_step that large the rest comes at the end.

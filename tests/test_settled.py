@@ -18,7 +18,10 @@ def test_lower_case_prose_settles_all_but_its_last_words() -> None:
 @pytest.mark.parametrize(
     ("text", "held"),
     [
-        ("your card is 4111 1111 11", "card is 4111 1111 11"),  # groups of digits chain, with two words before
+        (
+            "your card is 4111 1111 11",
+            "card is 4111 1111 11",
+        ),  # groups of digits chain, with two words before
         ("call me on +1 (415) 555-26", "me on +1 (415) 555-26"),
         ("she was born on march 12, 19", "on march 12, 19"),  # a lower-case month before the digits
         ("write to po box 12", "po box 12"),
@@ -36,7 +39,10 @@ def test_a_capitalised_word_holds_the_plain_words_within_reach_of_it() -> None:
 
 
 def test_an_unclosed_bracket_holds_everything_from_it() -> None:
-    assert unsettled("as shown in the page that follows <img src=x alt=a b c d e f") == "<img src=x alt=a b c d e f"
+    assert (
+        unsettled("as shown in the page that follows <img src=x alt=a b c d e f")
+        == "<img src=x alt=a b c d e f"
+    )
     link = "as shown in the page that follows ![a cat picture of mine](https://x.test/?q=a b c"
     assert unsettled(link) == "![a cat picture of mine](https://x.test/?q=a b c"
     assert unsettled("a [link text](u) and then some more words") == "some more words"

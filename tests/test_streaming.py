@@ -224,7 +224,9 @@ def test_a_stream_released_as_it_settles_is_redacted_as_if_judged_whole(entities
 
 
 def test_a_detector_that_reads_across_words_makes_the_stream_wait_for_the_whole_hold_back() -> None:
-    with_canary = Guard(Policy.from_yaml("detectors:\n  leakage: {options: {canaries: [vallum-c4n4ry-93f1]}}\n"))
+    with_canary = Guard(
+        Policy.from_yaml("detectors:\n  leakage: {options: {canaries: [vallum-c4n4ry-93f1]}}\n")
+    )
     assert StreamScanner(with_canary).lookahead
     assert not StreamScanner(Guard()).lookahead
     assert not StreamScanner(with_canary, lookahead=False).lookahead

@@ -110,9 +110,7 @@ class StreamScanner:
         release = self._pending[:cut]
         if verdict.action is Action.REDACT and release:
             # A finding that began in released text (its head was judged harmless then) has the rest rewritten.
-            inside = [
-                _shift(f, -offset) for f in fresh if f.span is not None and f.span.end - offset <= cut
-            ]
+            inside = [_shift(f, -offset) for f in fresh if f.span is not None and f.span.end - offset <= cut]
             release = self.guard.redact(release, inside, verdict.categories, self.source, self.vault)
         released_original = self._pending[:cut]
         self._pending = self._pending[cut:]
