@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import numpy as np
+
 MAX_DEPTH = 2
 MAX_DECODED_CHARS = 64 * 1024
 MAX_ATTEMPTS = 2048  # each attempt is C-speed work plus a little Python; this caps the Python part
@@ -238,39 +240,65 @@ _LATIN_LETTERS = dict(
     e=12.0, a=9.0, i=8.0, n=7.5, o=7.0, r=6.5, s=6.5, t=6.5, l=4.5, d=4.0, u=4.0, c=3.5, m=3.0,
     p=2.5, h=2.5, g=1.8, b=1.5, v=1.2, k=1.2, f=1.0, z=1.0, w=0.9, y=0.9, j=0.6, q=0.2, x=0.2,
 )  # fmt: skip
-# Per letter: how much likelier the text is as ROT13 of such a language than as the language itself.
-_ROT13_GAIN = {
-    letter.encode(): math.log(_LATIN_LETTERS[letter.translate(ROT13)] / share)
-    for letter, share in _LATIN_LETTERS.items()
-}
-# Mean gain per letter above which a text reads as ROT13. Plain text of every language in the training
-# and held-out sets stays below 0.25 (base64 comes closest, at 0.22); ROT13 of 99 % of its attacks scores
-# over 0.3.
+# Vietnamese's unaccented letters (ROT13 tools leave its accented vowels as they are): no f, j, w or z, few
+# bare vowels, and rich in n, h, t, c and g, whose ROT13 (a, u, g, p, t) reads like ordinary text against
+# the pooled table above. Measured on the Vietnamese of training/multilingual.yaml; letters it lacks get a
+# floor (loanwords).
+_VIETNAMESE_LETTERS = dict(
+    n=12.5, h=12.0, t=12.0, i=9.5, c=9.0, g=6.5, u=4.5, v=4.0, m=4.0, o=3.5, a=3.5, l=3.3, b=3.0, r=2.2,
+    y=2.2, p=1.9, k=1.7, q=1.5, s=1.5, d=1.2, e=0.6, x=0.3, f=0.05, j=0.05, w=0.05, z=0.05,
+)  # fmt: skip
+# Rows over byte values: each table's log-probability of a letter in the language, then as ROT13 of it,
+# and last a row that counts letters. One product with a text's byte histogram gives all of them.
+_LETTER_ROWS = np.zeros((5, 256))
+for _i, _table in enumerate((_LATIN_LETTERS, _VIETNAMESE_LETTERS)):
+    for _letter, _share in _table.items():
+        _LETTER_ROWS[2 * _i, ord(_letter)] = math.log(_share / sum(_table.values()))
+        _LETTER_ROWS[2 * _i + 1, ord(_letter)] = math.log(
+            _table[_letter.translate(ROT13)] / sum(_table.values())
+        )
+_LETTER_ROWS[4, ord("a") : ord("z") + 1] = 1.0
+# Mean gain per letter (the best ROT13 reading's log-likelihood over the best plain one's) above which a
+# text reads as ROT13. Plain text of every language in the training and held-out sets stays below 0.25
+# (base64 comes closest, at 0.22); ROT13 of 99 % of its attacks scores over 0.3.
 _MIN_ROT13_GAIN = 0.35
 _MIN_ROT13_LETTERS = 24
 _LETTERS = re.compile(r"[a-z].*[a-z]", re.DOTALL)
 
 
-def rot13_evidence(canonical: str, projection: bytes) -> tuple[int, int] | None:
+def rot13_evidence(canonical: str, projection: bytes, ascii_letters: bytes | None) -> tuple[int, int] | None:
     """The range of canonical text that reads as ROT13 (first to last ROT13 word, or first to last letter
     when its letter statistics give it away), or None.
 
-    projection is canonical.encode("ascii", "replace"). A cheap letter-frequency test runs first: ROT13
-    swaps frequent e, t, a, o with r, g, n, b.
+    projection is canonical.encode("ascii", "replace"). ascii_letters (None for an ASCII text) are the
+    original text's own ASCII letters in lower case: ROT13 tools turn only those, so in a language with
+    accents they carry the signal that folding the accents away dilutes. A cheap letter-frequency test runs
+    first: ROT13 swaps frequent e, t, a, o with r, g, n, b.
     """
     marks = projection.translate(_LETTER_FREQUENCY, _NOT_FREQUENCY_MARK)
     mentioned = _ROT13_MENTION.search(projection) is not None
-    if not mentioned and marks.count(b"R") <= marks.count(b"E") and b" gur " not in projection:
-        return None
-    return _rot13_words(canonical, mentioned) or _rot13_letters(canonical, projection)
+    if mentioned or marks.count(b"R") > marks.count(b"E") or b" gur " in projection:
+        return _rot13_words(canonical, mentioned) or _rot13_letters(canonical, projection, ascii_letters)
+    # The cheap test knows European vowels only: a text with accents gets the letter test whatever it says.
+    return None if ascii_letters is None else _rot13_letters(canonical, ascii_letters, None)
 
 
-def _rot13_letters(canonical: str, projection: bytes) -> tuple[int, int] | None:
-    counts = {letter: projection.count(letter) for letter in _ROT13_GAIN}
-    letters = sum(counts.values())
-    if letters < _MIN_ROT13_LETTERS:
-        return None
-    if sum(_ROT13_GAIN[letter] * n for letter, n in counts.items()) < _MIN_ROT13_GAIN * letters:
+def rot13_gain(letters: bytes) -> tuple[float, int]:
+    """Mean log-likelihood gain per letter of reading the text as ROT13 (the best ROT13 reading over the best
+    plain one, across the letter tables), and the number of letters."""
+    latin, latin_rot, vietnamese, vietnamese_rot, total = (
+        _LETTER_ROWS @ np.bincount(np.frombuffer(letters, dtype=np.uint8), minlength=256)
+    ).tolist()
+    if not total:
+        return 0.0, 0
+    return (max(latin_rot, vietnamese_rot) - max(latin, vietnamese)) / total, int(total)
+
+
+def _rot13_letters(canonical: str, *letter_sets: bytes | None) -> tuple[int, int] | None:
+    if not any(
+        total >= _MIN_ROT13_LETTERS and gain >= _MIN_ROT13_GAIN
+        for gain, total in (rot13_gain(letters) for letters in letter_sets if letters is not None)
+    ):
         return None
     found = _LETTERS.search(canonical)
     return found.span() if found else None

@@ -339,6 +339,35 @@ def _decoded_view(kind: str, segments: list[tuple[int, int, str]], original_len:
     return View(DECODED + kind, text, offsets)
 
 
+def _cleaned(
+    text: str, signals: _SignalLog, hidden: list[tuple[int, int, str]]
+) -> tuple[str, OffsetMap | None, list[tuple[int, int]]]:
+    """The text folded (case, look-alikes, accents, invisible characters removed), its map to the text, and
+    the runs removed."""
+    removed: list[tuple[int, int]] = []
+    cleaned_map: OffsetMap | None = None
+    if text.isascii():
+        cleaned = text.lower()
+        if text.encode("ascii").translate(None, _ASCII_CONTROLS):
+            cleaned, cleaned_map, removed = _fold(text, cleaned, signals, hidden)
+    else:
+        src = text.replace("\u0130", "I") if "\u0130" in text else text  # its lower() is two characters
+        cleaned, cleaned_map, removed = _fold(text, _fold_lookalikes(src, signals).lower(), signals, hidden)
+    return cleaned, cleaned_map, removed
+
+
+def _unrotated(text: str, canonical: str) -> str:
+    """The canonical view of the text with ROT13 undone where ROT13 tools apply it: on ASCII letters only.
+    In a language with accents, turning the canonical view back would also turn the accented vowels, which
+    the tool left alone and folding made ASCII."""
+    if text.isascii():
+        return canonical.translate(ROT13)
+    cleaned, cleaned_map, _ = _cleaned(text.translate(ROT13), _SignalLog(), [])
+    unrotated, _ = collapse_whitespace(cleaned, cleaned_map)
+    # Folding is character by character, so the two line up; should they not, the whole view is turned.
+    return unrotated if len(unrotated) == len(canonical) else canonical.translate(ROT13)
+
+
 def _resolve(offsets: OffsetMap | None, start: int, end: int) -> tuple[int, int]:
     return (start, end) if offsets is None else offsets.resolve(start, end)
 
@@ -349,15 +378,7 @@ def normalize(
     """The canonical view, the de-obfuscated views the text calls for, and the obfuscation signals."""
     signals = _SignalLog()
     hidden: list[tuple[int, int, str]] = []
-    removed: list[tuple[int, int]] = []
-    cleaned_map: OffsetMap | None = None
-    if text.isascii():
-        cleaned = text.lower()
-        if text.encode("ascii").translate(None, _ASCII_CONTROLS):
-            cleaned, cleaned_map, removed = _fold(text, cleaned, signals, hidden)
-    else:
-        src = text.replace("\u0130", "I") if "\u0130" in text else text  # its lower() is two characters
-        cleaned, cleaned_map, removed = _fold(text, _fold_lookalikes(src, signals).lower(), signals, hidden)
+    cleaned, cleaned_map, removed = _cleaned(text, signals, hidden)
     canonical, canonical_map = collapse_whitespace(cleaned, cleaned_map)
     views = [View(CANONICAL, canonical, canonical_map)]
 
@@ -387,8 +408,9 @@ def normalize(
                 signals.add(_PAYLOAD_SIGNAL[payload.kind], start, end)
         views.extend(_decoded_view(kind, segments, len(text)) for kind, segments in decoded.items())
 
-    rot13 = rot13_evidence(canonical, projection)
+    ascii_letters = None if text.isascii() else text.lower().encode("ascii", "ignore")
+    rot13 = rot13_evidence(canonical, projection, ascii_letters)
     if rot13 is not None:
-        views.append(View(DECODED + "rot13", canonical.translate(ROT13), canonical_map))
+        views.append(View(DECODED + "rot13", _unrotated(text, canonical), canonical_map))
         signals.add("rot13", *_resolve(canonical_map, *rot13))
     return NormalizedText(text, tuple(views), signals.result())
