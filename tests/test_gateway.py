@@ -185,19 +185,27 @@ def test_a_long_streamed_answer_arrives_whole(gw: Running) -> None:
     assert stream_text(oa(gw), "#sim:chunk=5\na long story") == LONG_REPLY
 
 
-def first_pieces(running: Running) -> list[str]:
+def first_pieces(running: Running, directives: str = "#sim:chunk=4") -> list[str]:
     chunks = oa(running).chat.completions.create(  # type: ignore[call-overload]
-        model="sim-echo", messages=user("#sim:chunk=4\na long story"), stream=True
+        model="sim-echo", messages=user(f"{directives}\na long story"), stream=True
     )
     return [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
 
 
 def test_the_first_streamed_words_go_out_as_soon_as_they_are_settled(tmp_path: Path) -> None:
-    with running_gateway(tmp_path, SCRIPT, stream_min_step=10_000) as running:
+    with running_gateway(tmp_path, SCRIPT, stream_min_step=10_000, stream_max_wait_ms=60_000) as running:
         pieces = first_pieces(running)
     # "The quarterly report shows ...": the capitalised first word holds two plain words after it, so the
     # first piece is out once a third has begun; with min_step that large the rest comes at the end.
     assert pieces[0] == "The quarterly " and len(pieces) == 2
+    assert "".join(pieces) == LONG_REPLY
+
+
+def test_a_slow_model_is_relayed_at_its_own_pace_not_in_min_step_bursts(tmp_path: Path) -> None:
+    with running_gateway(tmp_path, SCRIPT, stream_min_step=10_000, stream_max_wait_ms=20) as running:
+        pieces = first_pieces(running, "#sim:chunk=8\n#sim:chunk_delay=0.01")
+    # 90 chunks 10 ms apart: text goes out every 20 ms or so instead of all at the end.
+    assert len(pieces) > 10
     assert "".join(pieces) == LONG_REPLY
 
 
@@ -206,6 +214,7 @@ def test_with_stream_lookahead_the_first_words_wait_for_the_whole_hold_back(tmp_
         "stream_holdback": 16,
         "stream_first_step": 8,
         "stream_min_step": 10_000,
+        "stream_max_wait_ms": 60_000,
         "stream_lookahead": True,
     }
     with running_gateway(tmp_path, SCRIPT, **settings) as running:

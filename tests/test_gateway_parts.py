@@ -320,6 +320,7 @@ def relayed(*reads: bytes, api: str = "openai") -> list[bytes]:
         min_step=8,
         first_step=8,
         lookahead=None,
+        max_wait=1.0,
         keep_text=False,
         on_usage=lambda tokens: None,
         upstream="a",

@@ -128,6 +128,20 @@ def test_the_first_words_go_out_as_soon_as_they_are_settled():
     assert scanner.feed(" they are fine " * 3).text == ""  # from then on, min_step
 
 
+def test_a_slow_stream_is_released_at_its_own_pace_once_max_wait_has_passed():
+    now = [0.0]
+    scanner = StreamScanner(guard("flag"), min_step=256, first_step=256, max_wait=0.05, clock=lambda: now[0])
+    assert scanner.feed("we looked at the numbers and").text == ""  # a fast stream: min_step decides
+    now[0] = 0.06
+    assert scanner.feed(" they").text == "we looked at the "  # waited long enough: what is settled goes
+    now[0] = 0.08
+    assert scanner.feed(" are fine").text == ""  # 20 ms since that release
+    now[0] = 0.12
+    assert scanner.feed(" today").text == "numbers and they "
+    now[0] = 0.50
+    assert scanner.feed("").text == ""  # nothing settled: an unfinished word waits however long it takes
+
+
 def test_an_unfinished_word_is_held_up_to_the_hold_back_only():
     scanner = StreamScanner(guard("flag"), holdback=16, min_step=100, first_step=4)
     assert scanner.feed("0123456789abcdef").text == ""  # all of it is still hold-back

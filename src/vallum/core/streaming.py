@@ -12,6 +12,8 @@ linear in the length of the stream.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from vallum.core.guard import Guard
@@ -46,16 +48,23 @@ class StreamScanner:
         first_step: int | None = None,
         vault: Vault | None = None,
         lookahead: bool | None = None,
+        max_wait: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`first_step` (default `min_step`) is the step before the first release: smaller gets the first
         words to a reader sooner, at the price of one more scan per stream. `lookahead` defaults to
-        whether a detector of the guard for `source` asks for it."""
+        whether a detector of the guard for `source` asks for it. With `max_wait` (seconds), text ready to
+        go is released once that long has passed since the last release, however little of it there is:
+        a model writing slowly then reaches its reader at its own pace instead of in `min_step` bursts,
+        while a fast stream, where `min_step` fills first, costs no more scans."""
         first_step = min_step if first_step is None else first_step
         if holdback < 1 or context < 0 or min_step < 1 or first_step < 1:
             raise ValueError("holdback, min_step and first_step must be >= 1 and context >= 0")
         self.guard, self.source, self.vault = guard, source, vault
         self.holdback, self.context, self.min_step, self.first_step = holdback, context, min_step, first_step
         self.lookahead = guard.needs_lookahead(source) if lookahead is None else lookahead
+        self.max_wait, self._clock = max_wait, clock
+        self._last_release = clock()
         self._released = ""  # tail of released original text, kept for detection context only
         self._released_total = 0  # characters released so far (stream offset of _pending[0])
         self._pending = ""
@@ -68,13 +77,11 @@ class StreamScanner:
             return StreamStep("", self.action, (), True)
         self._pending += chunk
         step = self.min_step if self._released_total else self.first_step
-        if self.lookahead:
-            if len(self._pending) < self.holdback + step:
-                return StreamStep("", self.action, (), False)
-            return self._step(final=False)
-        if len(self._pending) < step:
+        waited = self.max_wait is not None and self._clock() - self._last_release >= self.max_wait
+        if not waited and len(self._pending) < step + (self.holdback if self.lookahead else 0):
             return StreamStep("", self.action, (), False)
-        if self._settled() < step:
+        ready = len(self._pending) - self.holdback if self.lookahead else self._settled()
+        if ready < step and not (waited and ready > 0):
             return StreamStep("", self.action, (), False)
         return self._step(final=False)
 
@@ -112,6 +119,8 @@ class StreamScanner:
             # A finding that began in released text (its head was judged harmless then) has the rest rewritten.
             inside = [_shift(f, -offset) for f in fresh if f.span is not None and f.span.end - offset <= cut]
             release = self.guard.redact(release, inside, verdict.categories, self.source, self.vault)
+        if cut:
+            self._last_release = self._clock()
         released_original = self._pending[:cut]
         self._pending = self._pending[cut:]
         self._released = (self._released + released_original)[-self.context :] if self.context else ""

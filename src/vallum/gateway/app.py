@@ -397,6 +397,7 @@ class Gateway:
                 min_step=config.stream_min_step,
                 first_step=config.stream_first_step,
                 lookahead=config.stream_lookahead or None,
+                max_wait=config.stream_max_wait_ms / 1000,
                 keep_text=config.events.text != "none",
                 on_usage=lambda tokens: self._charge(ex, tokens),
                 upstream=upstream_config.name,

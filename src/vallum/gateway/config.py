@@ -171,6 +171,9 @@ class GatewayConfig(_Strict):
     # upstreams, at more rescanning (about (128 + step) / step times the text).
     stream_min_step: int = Field(256, ge=1)
     stream_first_step: int = Field(1, ge=1)  # the first words go out as soon as this much is settled
+    # ...and later text once this long has passed since the last release, however little is ready: a slow
+    # model's words reach the reader at its pace instead of in stream_min_step bursts.
+    stream_max_wait_ms: float = Field(50, gt=0)
     limits: Limits = Field(default_factory=Limits)
     events: Events = Field(default_factory=Events)
     # Events, audit trail, versioned policies and admin-made keys; PostgreSQL when replicas share them.

@@ -41,6 +41,7 @@ class OutputContext:
     min_step: int
     first_step: int
     lookahead: bool | None  # None: as the guard's detectors ask
+    max_wait: float  # seconds
     keep_text: bool
     on_usage: Callable[[int], None]
     upstream: str
@@ -66,6 +67,7 @@ class _TextStream:
             min_step=self.ctx.min_step,
             first_step=self.ctx.first_step,
             lookahead=self.ctx.lookahead,
+            max_wait=self.ctx.max_wait,
             vault=self.ctx.output_vault,
         )
         self.restorer = self.ctx.vault.stream_restorer()
