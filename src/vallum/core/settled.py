@@ -10,8 +10,8 @@ tail of a text is:
 - before that, every "marked" word (anything but a lower-case word: digits, capitals, symbols, scripts
   without case) reachable with at most `PLAIN_RUN` lower-case words between them, and `PLAIN_RUN`
   lower-case words before the first;
-- everything from a bracket not yet closed (`[ ( { <`): markup, HTML attributes and Markdown links span
-  words, and are judged once closed;
+- everything from a bracket not yet closed (`[ ( { <`), or from the "[" of a "[text]" at the very end:
+  markup, HTML attributes and Markdown links span words, and are judged once closed;
 - a long marked token (a key, an id) until `TOKEN_FOLLOW` characters follow it, since some key formats
   are only recognised by a keyword written after them.
 
@@ -55,7 +55,7 @@ def settled_length(text: str) -> int:
             break
         if end - start >= LONG_TOKEN and not _plain(text[start:end]):
             cut = min(cut, start)
-    unclosed = _first_unclosed(text)
+    unclosed = open_construct(text)
     return cut if unclosed is None else min(cut, unclosed)
 
 
@@ -65,23 +65,30 @@ def _plain(word: str) -> bool:
     return bool(bare) and bare.isalpha() and bare.islower()
 
 
-def _first_unclosed(text: str) -> int | None:
-    open_at: list[tuple[str, int]] = []
-    opened_by: dict[int, int] = {}  # position of a closing "]" -> position of its "["
+def open_construct(text: str) -> int | None:
+    """Where the bracketed construct that the end of `text` may still belong to begins: the first bracket
+    still open, or, when the text ends with "]", the "[" of that Markdown link text, whose "(url)" may
+    follow. A closer closes the latest opener of its own kind only, so "(<img src=x)" leaves the tag open,
+    and the work stays linear whatever the brackets."""
+    open_at: dict[str, list[int]] = {opener: [] for opener in _CLOSES.values()}
+    opened_by: dict[int, int] = {}  # position of a closer -> position of its opener
     for match in _BRACKET.finditer(text):
         char, at = match.group(), match.start()
-        if char not in _CLOSES:
-            open_at.append((char, at))
-            continue
-        for depth in range(len(open_at) - 1, -1, -1):  # a stray closer leaves the openers as they are
-            if open_at[depth][0] == _CLOSES[char]:
-                opened_by[at] = open_at[depth][1]
-                del open_at[depth:]
-                break
-    if not open_at:
+        if char in open_at:
+            open_at[char].append(at)
+        elif stack := open_at[_CLOSES[char]]:
+            opened_by[at] = stack.pop()
+    starts = [stack[0] for stack in open_at.values() if stack]
+    if text.endswith("]") and (bracket := opened_by.get(len(text) - 1)) is not None:
+        starts.append(bracket)
+    if not starts:
         return None
-    first = open_at[0][1]
+    first = min(starts)
     # "[text](" is one Markdown link (or, with "!", an image that loads the URL): hold its text with it.
-    if text[first] == "(" and first > 0 and (bracket := opened_by.get(first - 1)) is not None:
-        first = bracket - 1 if bracket > 0 and text[bracket - 1] == "!" else bracket
-    return first
+    if (
+        text[first] == "("
+        and text[first - 1 : first] == "]"
+        and (bracket := opened_by.get(first - 1)) is not None
+    ):
+        first = bracket
+    return first - 1 if text[first] == "[" and text[first - 1 : first] == "!" else first

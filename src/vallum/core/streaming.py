@@ -17,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from vallum.core.guard import Guard
-from vallum.core.settled import settled_length
-from vallum.core.types import Action, Finding, Message, Source, Span
+from vallum.core.settled import open_construct, settled_length
+from vallum.core.types import Action, Finding, Message, Severity, Source, Span
 from vallum.vault import Vault
 
 DEFAULT_HOLDBACK = 128
 DEFAULT_CONTEXT = 128
+# How far back the context reaches for a bracket still open; beyond it a construct is judged in part.
+OPEN_CONTEXT = 1024
 # Scan again only once this much new text waits beyond the hold-back: each scan then releases at least
 # this much, which bounds the rescanning overhead (window / step) whatever the chunk size.
 DEFAULT_MIN_STEP = 256
@@ -68,7 +70,7 @@ class StreamScanner:
         self._released = ""  # tail of released original text, kept for detection context only
         self._released_total = 0  # characters released so far (stream offset of _pending[0])
         self._pending = ""
-        self._reported: set[tuple[str | None, str, int, int]] = set()
+        self._reported: set[tuple[str | None, str, Severity, int, int]] = set()
         self.action = Action.ALLOW
         self.stopped = False
 
@@ -95,15 +97,28 @@ class StreamScanner:
         window = self._released + self._pending
         offset = len(self._released)  # where _pending starts inside window
         verdict = self.guard.scan(Message(window, source=self.source), vault=self.vault)
-        # Findings wholly inside already-released text were judged when it was released.
+        # Findings wholly inside already-released text were judged when it was released...
         fresh = [f for f in verdict.findings if f.span is None or f.span.end > offset]
+        # ...unless what followed changed that judgement (a Markdown link defined early and used as an image
+        # later): a finding there that is new, whole in the window and acted on can no longer be rewritten.
+        late = [
+            f
+            for f in verdict.findings
+            if f.span is not None
+            and f.span.start > 0
+            and f.span.end <= offset
+            and f.category in verdict.categories
+        ]
         new_findings = self._new(fresh, offset)
+        late_new = self._new(late, offset)
         if verdict.action.rank > self.action.rank:
             self.action = verdict.action
-        if verdict.action is Action.BLOCK and any(f.category in verdict.categories for f in fresh):
+        if verdict.action is Action.BLOCK or (late_new and verdict.action.rank >= Action.REDACT.rank):
+            # What the whole answer calls for can no longer be done to all of it: the stream ends.
             self.stopped = True
             self._pending = ""
-            return StreamStep("", self.action, new_findings, True)
+            self.action = Action.BLOCK
+            return StreamStep("", self.action, new_findings + late_new, True)
 
         if final:
             cut = len(self._pending)
@@ -119,11 +134,12 @@ class StreamScanner:
             # A finding that began in released text (its head was judged harmless then) has the rest rewritten.
             inside = [_shift(f, -offset) for f in fresh if f.span is not None and f.span.end - offset <= cut]
             release = self.guard.redact(release, inside, verdict.categories, self.source, self.vault)
-        if cut:
-            self._last_release = self._clock()
+        self._last_release = (
+            self._clock()
+        )  # also when a held finding kept everything back: no rescan per chunk
         released_original = self._pending[:cut]
         self._pending = self._pending[cut:]
-        self._released = (self._released + released_original)[-self.context :] if self.context else ""
+        self._released = _context(self._released + released_original, self.context)
         self._released_total += cut
         return StreamStep(release, self.action, new_findings, False)
 
@@ -135,11 +151,24 @@ class StreamScanner:
         out = []
         for f in findings:
             moved = _shift(f, base)
-            key = (moved.rule_id or moved.detector, moved.category, *(_bounds(moved.span)))
+            # Severity is part of what was judged: the same link seen again as an exfiltration is news.
+            key = (moved.rule_id or moved.detector, moved.category, moved.severity, *(_bounds(moved.span)))
             if key not in self._reported:
                 self._reported.add(key)
                 out.append(moved)
         return tuple(out)
+
+
+def _context(released: str, size: int) -> str:
+    """The released text kept for the next scans: its last `size` characters, or from a construct still open
+    (up to OPEN_CONTEXT), so that an image's "![" or a tag's "<" released under the hold-back's cap is still
+    seen when its URL or attributes arrive."""
+    if not size:
+        return ""
+    recent = released[-OPEN_CONTEXT:]
+    opened = open_construct(recent)
+    keep = size if opened is None else max(size, len(recent) - opened)
+    return released[-keep:]
 
 
 def _bounds(span: Span | None) -> tuple[int, int]:
