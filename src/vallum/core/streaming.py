@@ -110,7 +110,9 @@ class StreamScanner:
             and f.category in verdict.categories
         ]
         new_findings = self._new(fresh, offset)
-        late_new = self._new(late, offset)
+        # A finding judged before may be seen again in part or under another rule as the window moves on:
+        # only one stronger than anything judged over that stretch counts.
+        late_new = tuple(f for f in self._new(late, offset) if self._stronger_than_before(f))
         if verdict.action.rank > self.action.rank:
             self.action = verdict.action
         if verdict.action is Action.BLOCK or (late_new and verdict.action.rank >= Action.REDACT.rank):
@@ -146,13 +148,23 @@ class StreamScanner:
     def _settled(self) -> int:
         return max(settled_length(self._pending), len(self._pending) - self.holdback)
 
+    def _stronger_than_before(self, finding: Finding) -> bool:
+        """Whether `finding` (stream coordinates) is more severe than every finding of its category that was
+        reported over any part of its stretch before it."""
+        own = _key(finding)
+        start, end = _bounds(finding.span)
+        return all(
+            key[2] < finding.severity
+            for key in self._reported
+            if key != own and key[1] == finding.category and key[3] < end and start < key[4]
+        )
+
     def _new(self, findings: list[Finding], offset: int) -> tuple[Finding, ...]:
         base = self._released_total - offset
         out = []
         for f in findings:
             moved = _shift(f, base)
-            # Severity is part of what was judged: the same link seen again as an exfiltration is news.
-            key = (moved.rule_id or moved.detector, moved.category, moved.severity, *(_bounds(moved.span)))
+            key = _key(moved)
             if key not in self._reported:
                 self._reported.add(key)
                 out.append(moved)
@@ -169,6 +181,11 @@ def _context(released: str, size: int) -> str:
     opened = open_construct(recent)
     keep = size if opened is None else max(size, len(recent) - opened)
     return released[-keep:]
+
+
+def _key(finding: Finding) -> tuple[str | None, str, Severity, int, int]:
+    # Severity is part of what was judged: the same link seen again as an exfiltration is news.
+    return (finding.rule_id or finding.detector, finding.category, finding.severity, *_bounds(finding.span))
 
 
 def _bounds(span: Span | None) -> tuple[int, int]:
