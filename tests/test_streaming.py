@@ -303,3 +303,20 @@ def test_a_closing_parenthesis_does_not_close_an_html_tag() -> None:
     text = "(see <img src=x) and then some other plain words onerror=alert(1) > ok"
     released, _ = stream_slowly(Guard(Policy.from_yaml(MARKUP_POLICY % "redact")), text)
     assert "onerror" not in released and "<img" not in released
+
+
+def test_a_secret_seen_again_under_another_rule_as_the_window_moves_on_does_not_stop_a_clean_stream(
+    entities_guard: Guard,
+) -> None:
+    text = (
+        "\n\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, thanks a lot for asking me about it"
+        " today and then we went home after a long day"
+    )
+    scanner = StreamScanner(entities_guard, vault=Vault(), first_step=4, min_step=16)
+    steps = [scanner.feed(char) for char in text]
+    last = scanner.finish()
+    assert not any(step.stopped for step in steps) and not last.stopped
+    released = "".join(step.text for step in steps) + last.text
+    assert PLACEHOLDER_NUMBER.sub(">", released) == PLACEHOLDER_NUMBER.sub(
+        ">", judged_whole(entities_guard, text)
+    )
