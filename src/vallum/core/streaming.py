@@ -136,9 +136,8 @@ class StreamScanner:
             # A finding that began in released text (its head was judged harmless then) has the rest rewritten.
             inside = [_shift(f, -offset) for f in fresh if f.span is not None and f.span.end - offset <= cut]
             release = self.guard.redact(release, inside, verdict.categories, self.source, self.vault)
-        self._last_release = (
-            self._clock()
-        )  # also when a held finding kept everything back: no rescan per chunk
+        # Also when a held finding kept everything back: max_wait then does not rescan it on every chunk.
+        self._last_release = self._clock()
         released_original = self._pending[:cut]
         self._pending = self._pending[cut:]
         self._released = _context(self._released + released_original, self.context)
