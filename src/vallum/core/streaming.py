@@ -85,15 +85,16 @@ class StreamScanner:
         ready = len(self._pending) - self.holdback if self.lookahead else self._settled()
         if ready < step and not (waited and ready > 0):
             return StreamStep("", self.action, (), False)
-        return self._step(final=False)
+        return self._step(ready)
 
     def finish(self) -> StreamStep:
         """Scan and release whatever is still held back; call once when the stream ends."""
         if self.stopped:
             return StreamStep("", self.action, (), True)
-        return self._step(final=True)
+        return self._step(len(self._pending))
 
-    def _step(self, *, final: bool) -> StreamStep:
+    def _step(self, cut: int) -> StreamStep:
+        """Scan what is pending and release its first `cut` characters, less any finding that crosses the cut."""
         window = self._released + self._pending
         offset = len(self._released)  # where _pending starts inside window
         verdict = self.guard.scan(Message(window, source=self.source), vault=self.vault)
@@ -122,12 +123,6 @@ class StreamScanner:
             self.action = Action.BLOCK
             return StreamStep("", self.action, new_findings + late_new, True)
 
-        if final:
-            cut = len(self._pending)
-        elif self.lookahead:
-            cut = max(0, len(self._pending) - self.holdback)
-        else:
-            cut = self._settled()
         for f in fresh:  # never cut through a finding: hold it back whole until it can be judged whole
             if f.span is not None and f.span.start - offset < cut < f.span.end - offset:
                 cut = max(0, f.span.start - offset)

@@ -248,16 +248,22 @@ _VIETNAMESE_LETTERS = dict(
     n=12.5, h=12.0, t=12.0, i=9.5, c=9.0, g=6.5, u=4.5, v=4.0, m=4.0, o=3.5, a=3.5, l=3.3, b=3.0, r=2.2,
     y=2.2, p=1.9, k=1.7, q=1.5, s=1.5, d=1.2, e=0.6, x=0.3, f=0.05, j=0.05, w=0.05, z=0.05,
 )  # fmt: skip
-# Rows over byte values: each table's log-probability of a letter in the language, then as ROT13 of it,
-# and last a row that counts letters. One product with a text's byte histogram gives all of them.
-_LETTER_ROWS = np.zeros((5, 256))
-for _i, _table in enumerate((_LATIN_LETTERS, _VIETNAMESE_LETTERS)):
-    for _letter, _share in _table.items():
-        _LETTER_ROWS[2 * _i, ord(_letter)] = math.log(_share / sum(_table.values()))
-        _LETTER_ROWS[2 * _i + 1, ord(_letter)] = math.log(
-            _table[_letter.translate(ROT13)] / sum(_table.values())
-        )
-_LETTER_ROWS[4, ord("a") : ord("z") + 1] = 1.0
+
+
+def _letter_rows(*tables: dict[str, float]) -> np.ndarray:
+    """Rows over byte values: each table's log-probability of a letter in its language, then as ROT13 of
+    it, and last a row that counts letters. One product with a text's byte histogram gives all of them."""
+    rows = np.zeros((2 * len(tables) + 1, 256))
+    for i, table in enumerate(tables):
+        total = sum(table.values())
+        for letter, share in table.items():
+            rows[2 * i, ord(letter)] = math.log(share / total)
+            rows[2 * i + 1, ord(letter)] = math.log(table[letter.translate(ROT13)] / total)
+    rows[-1, ord("a") : ord("z") + 1] = 1.0
+    return rows
+
+
+_LETTER_ROWS = _letter_rows(_LATIN_LETTERS, _VIETNAMESE_LETTERS)
 # Mean gain per letter (the best ROT13 reading's log-likelihood over the best plain one's) above which a
 # text reads as ROT13. Plain text of every language in the training and held-out sets stays below 0.25
 # (base64 comes closest, at 0.22); ROT13 of 99 % of its attacks scores over 0.3.
@@ -280,7 +286,7 @@ def rot13_evidence(canonical: str, projection: bytes, ascii_letters: bytes | Non
     if mentioned or marks.count(b"R") > marks.count(b"E") or b" gur " in projection:
         return _rot13_words(canonical, mentioned) or _rot13_letters(canonical, projection, ascii_letters)
     # The cheap test knows European vowels only: a text with accents gets the letter test whatever it says.
-    return None if ascii_letters is None else _rot13_letters(canonical, ascii_letters, None)
+    return None if ascii_letters is None else _rot13_letters(canonical, ascii_letters)
 
 
 def rot13_gain(letters: bytes) -> tuple[float, int]:
