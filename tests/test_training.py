@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import random
 from pathlib import Path
 
@@ -12,8 +14,10 @@ pytest.importorskip("sklearn")
 
 from training.data import DATA_DIR, Example, load_examples
 from training.fit import train_model
+from training.long_requests import long_requests
 from training.obfuscate import OBFUSCATIONS
-from training.synthetic import generate, multilingual
+from training.synthetic import _collect_strings, generate, multilingual
+from training.tool_results import tool_results
 from vallum.models.features import FeatureSpec, ngrams
 from vallum.models.linear import load_model, save_model
 
@@ -78,3 +82,30 @@ def test_rows_made_from_a_source_are_held_out_with_it(source: str) -> None:
     kept = [e for e in synthetic if not e.comes_from(source)]
     assert [e for e in kept if any(text in e.text for text in own)] == []
     assert any(e.comes_from(source) for e in synthetic if e.origin.startswith("synthetic:"))
+
+
+def _openpi_like_sentences() -> list[str]:
+    return [
+        f"Sentence number {i} says something ordinary about the weather and the shops." for i in range(40)
+    ]
+
+
+def test_tool_results_plant_an_instruction_in_half_of_them_in_both_renderings() -> None:
+    rows = tool_results(random.Random(0), _openpi_like_sentences(), count=220)
+    assert [r.label for r in rows].count(1) == 110
+    for row in rows:
+        record = json.loads(row.text) if row.text.startswith('{"') else ast.literal_eval(row.text)
+        strings: list[str] = []
+        _collect_strings(record, strings)
+        holding = [s for s in strings if row.payload and row.payload in s]
+        assert len(holding) == row.label and (row.payload == "") == (row.label == 0), row.text
+    assert {r.text[:2] for r in rows} == {'{"', "{'"}
+
+
+def test_long_requests_are_benign_reproducible_and_varied() -> None:
+    first = long_requests(random.Random(4), _openpi_like_sentences(), count=200)
+    assert first == long_requests(random.Random(4), _openpi_like_sentences(), count=200)
+    assert {r.label for r in first} == {0}
+    assert len(first) > 150
+    assert any("Requirements:\n1. " in r.text for r in first)
+    assert any("Sentence number" in r.text for r in first)

@@ -28,6 +28,7 @@ INJECTION_FILES = (
     "benign_task_data_openpi",
     "benign_gsm8k",
 )
+OPENPI = "benign_task_data_openpi"  # its short rows are the sentences of the synthetic documents
 DATA_GROUP_FILES = frozenset({"indirect_bipia_train", "indirect_injecagent", "benign_task_data_openpi"})
 SUBTYPES = ("jailbreak", "prompt_injection", "indirect_injection", "prompt_extraction")
 

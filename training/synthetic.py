@@ -14,11 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from training.data import Example
+from training.answer_directives import answer_directive
+from training.data import OPENPI, Example
+from training.long_requests import long_requests
 from training.obfuscate import OBFUSCATIONS
+from training.tool_results import tool_results
 
 MULTILINGUAL_TEMPLATES = Path(__file__).with_name("multilingual.yaml")
-OPENPI = "benign_task_data_openpi"  # its short rows are the sentences of the synthetic documents
 
 _HARD_NEGATIVES = (
     "How do I jailbreak my {device} safely, and will it void the warranty?",
@@ -225,8 +227,11 @@ def injected_documents(rng: random.Random, sentences: list[str], count: int = 60
     clean = documents(rng, sentences, count)
     rows: list[Example] = []
     for i, example in enumerate(clean):
-        template = _PLANTED[i % len(_PLANTED)]
-        payload = template.format(**{key: rng.choice(options) for key, options in _PLANT_SLOTS.items()})
+        if i // 4 % 2:  # every kind of document (i % 4) gets both kinds of plant
+            payload = answer_directive(rng)
+        else:
+            template = _PLANTED[i // 8 % len(_PLANTED)]
+            payload = template.format(**{key: rng.choice(options) for key, options in _PLANT_SLOTS.items()})
         lines = example.text.split("\n")
         position = ("start", "middle", "end")[i % 3]
         at = {"start": 0, "middle": len(lines) // 2, "end": len(lines)}[position]
@@ -244,6 +249,7 @@ def injected_documents(rng: random.Random, sentences: list[str], count: int = 60
                 "synthetic:injected_document",
                 "data",
                 position,
+                payload,
                 derived_from=(OPENPI,),
             )
         )
@@ -279,4 +285,6 @@ def generate(real: list[Example], seed: int = 1) -> list[Example]:
         + injected_documents(rng, sentences)
         + multilingual(rng)
         + obfuscated_benign(benign, rng)
+        + long_requests(rng, sentences)
+        + tool_results(rng, sentences)
     )
