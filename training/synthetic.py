@@ -223,7 +223,8 @@ _PLANT_SLOTS = {
 
 
 def injected_documents(rng: random.Random, sentences: list[str], count: int = 600) -> list[Example]:
-    """Benign documents (the `documents` kinds) with a planted instruction at the start, middle or end."""
+    """Benign documents (the `documents` kinds) with a planted instruction at the start, middle or end: an
+    instruction addressed to the model, or a directive about its answer."""
     clean = documents(rng, sentences, count)
     rows: list[Example] = []
     for i, example in enumerate(clean):
