@@ -26,10 +26,6 @@ def _brief(pools: dict[str, Any], rng: random.Random) -> str:
         "form": rng.choice(pools["forms"]),
         "subject": rng.choice(pools["subjects"]),
         "audience": rng.choice(pools["audiences"]),
-        "howto": rng.choice(pools["howto"]),
-        "reviewable": rng.choice(pools["reviewable"]),
-        "analysable": rng.choice(pools["analysable"]),
-        "aspect": rng.choice(pools["aspects"]),
     }
     constraints = [
         c.format(
@@ -64,7 +60,7 @@ def _situation(pools: dict[str, Any], rng: random.Random) -> str:
     return f"{rng.choice(pools['situations'])} {rng.choice(pools['asks'])}"
 
 
-def long_requests(rng: random.Random, sentences: list[str], count: int = 1200) -> list[Example]:
+def long_requests(rng: random.Random, sentences: list[str], count: int = 1000) -> list[Example]:
     pools = yaml.safe_load(POOLS.read_text(encoding="utf-8"))
     texts: set[str] = set()
     for i in range(count):
