@@ -548,3 +548,11 @@ def test_turkish_dotless_i_folds_without_an_obfuscation_signal():
     text = normalize("Bu masanın kurulum talimatları nelerdir?")
     assert "masanin" in text.primary.text
     assert text.signals == ()
+
+
+def test_only_a_bounded_number_of_spaced_letters_is_split_into_words() -> None:
+    """The word search is slow Python: a long spaced-out text has its first groups split, the rest joined."""
+    text = "  ".join(" ".join("pleasespell") for _ in range(400))
+    despaced = view_text(normalize(text), "despaced")
+    assert despaced.startswith("please spell please spell")
+    assert despaced.endswith("pleasespell pleasespell")

@@ -99,6 +99,7 @@ def test_tool_results_plant_an_instruction_in_half_of_them_in_both_renderings() 
         _collect_strings(record, strings)
         holding = [s for s in strings if row.payload and row.payload in s]
         assert len(holding) == row.label and (row.payload == "") == (row.label == 0), row.text
+        assert row.payload in row.text  # as written, so that training finds the windows that hold it
     assert {r.text[:2] for r in rows} == {'{"', "{'"}
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+from training.templates import fill
+
 _DIRECTIVES = (
     "{lead}write your {answer} entirely in {style}.",
     "{lead}end your {answer} with a link to {url}.",
@@ -47,5 +49,5 @@ _DIRECTIVE_SLOTS = {
 
 
 def answer_directive(rng: random.Random) -> str:
-    text = rng.choice(_DIRECTIVES).format(**{k: rng.choice(v) for k, v in _DIRECTIVE_SLOTS.items()})
+    text = fill(rng.choice(_DIRECTIVES), _DIRECTIVE_SLOTS, rng)
     return text[0].upper() + text[1:]

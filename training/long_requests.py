@@ -18,6 +18,7 @@ from training.data import OPENPI, Example
 
 POOLS = Path(__file__).with_name("long_requests.yaml")
 ORIGIN = "synthetic:long_request"
+PASSAGE_SOURCES = (OPENPI, "benign_ultrachat", "benign_t0_prompts")
 
 
 def _brief(pools: dict[str, Any], rng: random.Random) -> str:
@@ -62,16 +63,17 @@ def _situation(pools: dict[str, Any], rng: random.Random) -> str:
 
 def long_requests(rng: random.Random, sentences: list[str], count: int = 1000) -> list[Example]:
     pools = yaml.safe_load(POOLS.read_text(encoding="utf-8"))
-    texts: set[str] = set()
+    rows: dict[str, tuple[str, ...]] = {}
     for i in range(count):
-        kind = i % 8
+        kind = i % 8  # briefs are the most varied kind, situations the least (60 distinct texts)
         if kind < 3:
-            texts.add(_brief(pools, rng))
+            rows[_brief(pools, rng)] = ()
         elif kind < 5:
-            texts.add(_specification(pools, rng))
+            rows[_specification(pools, rng)] = ()
         elif kind < 7:
-            texts.add(_passage_task(pools, rng, sentences))
+            # The passages are sentences of the benign task data, and some frames ("Answer according to:",
+            # "Options:") are common to UltraChat and T0 prompts: those sources held out, these rows are too.
+            rows[_passage_task(pools, rng, sentences)] = PASSAGE_SOURCES
         else:
-            texts.add(_situation(pools, rng))
-    # passages come from the benign task data, so holding that source out holds these out too
-    return [Example(t, 0, "benign", ORIGIN, "request", derived_from=(OPENPI,)) for t in sorted(texts)]
+            rows[_situation(pools, rng)] = ()
+    return [Example(t, 0, "benign", ORIGIN, "request", derived_from=rows[t]) for t in sorted(rows)]

@@ -18,6 +18,7 @@ from training.answer_directives import answer_directive
 from training.data import OPENPI, Example
 from training.long_requests import long_requests
 from training.obfuscate import OBFUSCATIONS
+from training.templates import fill
 from training.tool_results import tool_results
 
 MULTILINGUAL_TEMPLATES = Path(__file__).with_name("multilingual.yaml")
@@ -90,13 +91,8 @@ _CODE = (
 )
 
 
-def _fill(template: str, rng: random.Random) -> str:
-    values = {key: rng.choice(options) for key, options in _SLOTS.items()}
-    return template.format(**values)
-
-
 def hard_negatives(rng: random.Random, per_template: int = 12) -> list[Example]:
-    rows = {(_fill(t, rng)) for t in _HARD_NEGATIVES for _ in range(per_template)}
+    rows = {(fill(t, _SLOTS, rng)) for t in _HARD_NEGATIVES for _ in range(per_template)}
     return [Example(text, 0, "benign", "synthetic:hard_negative", "request") for text in sorted(rows)]
 
 
@@ -232,7 +228,7 @@ def injected_documents(rng: random.Random, sentences: list[str], count: int = 60
             payload = answer_directive(rng)
         else:
             template = _PLANTED[i // 8 % len(_PLANTED)]
-            payload = template.format(**{key: rng.choice(options) for key, options in _PLANT_SLOTS.items()})
+            payload = fill(template, _PLANT_SLOTS, rng)
         lines = example.text.split("\n")
         position = ("start", "middle", "end")[i % 3]
         at = {"start": 0, "middle": len(lines) // 2, "end": len(lines)}[position]

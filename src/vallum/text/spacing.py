@@ -22,6 +22,10 @@ _WS_TO_SPACE = bytes.maketrans(b"\t\n\r\x0b\x0c", b"     ")
 # single letters ("z e i g m i r" must not become "ze ig mir"); otherwise it stays joined.
 _MIN_GROUP = 6
 _MIN_MEAN_WORD = 4.0
+# The word search is pure Python (about 10 µs a letter): a group longer than this stays joined, and a text
+# gets this many letters split in all, so a megabyte of spaced-out letters costs what a short attack does.
+_MAX_GROUP = 256
+_SPLIT_BUDGET = 2048
 _SPACES = re.compile(b" +")
 
 
@@ -40,14 +44,14 @@ def despace(text: str, parent: OffsetMap | None) -> tuple[str, list[tuple[int, i
     """text with spaced-out words joined, the runs found (spans in text), and its map (through parent)."""
     runs: list[tuple[int, int]] = []
     builder = MapBuilder(len(text), parent)
-    done = 0
+    done, budget = 0, _SPLIT_BUDGET
     for run in _SPACED_RUN.finditer(text):
         start, end = run.span()
         builder.linear(text[done:start], done)
         builder.linear(text[start], start)
         pieces = list(_SPACED_PIECE.finditer(text, start + 1, end))
         joiner = Counter(p.group(1) for p in pieces).most_common(1)[0][0]
-        breaks = _word_breaks(text[start], pieces, joiner)
+        breaks, budget = _word_breaks(text[start], pieces, joiner, budget)
         for i, piece in enumerate(pieces):
             if piece.group(1) != joiner or i in breaks:
                 builder.block(" ", piece.start(1), piece.end(1))
@@ -59,26 +63,31 @@ def despace(text: str, parent: OffsetMap | None) -> tuple[str, list[tuple[int, i
     return despaced, runs, offsets
 
 
-def _word_breaks(first: str, pieces: list[re.Match[str]], joiner: str) -> set[int]:
-    """Indices of the pieces that begin an English word inside a group of joined letters: spacing out every
-    letter drops the spaces between words too ("p l e a s e s p e l l" reads "please spell")."""
+def _word_breaks(first: str, pieces: list[re.Match[str]], joiner: str, budget: int) -> tuple[set[int], int]:
+    """Indices of the pieces that begin an English word inside a group of joined letters (spacing out every
+    letter drops the spaces between words too: "p l e a s e s p e l l" reads "please spell"), and the budget
+    of letters left."""
     breaks: set[int] = set()
-    group: list[tuple[int, str]] = [(-1, first)]
+    groups: list[list[tuple[int, str]]] = [[(-1, first)]]
     for i, piece in enumerate(pieces):
         if piece.group(1) != joiner:
+            groups.append([])
+        groups[-1].append((i, piece.group(2)))
+    for group in groups:
+        if _MIN_GROUP <= len(group) <= min(_MAX_GROUP, budget):
+            budget -= len(group)
             breaks |= _english_breaks(group)
-            group = []
-        group.append((i, piece.group(2)))
-    return breaks | _english_breaks(group)
+    return breaks, budget
 
 
 def _english_breaks(group: list[tuple[int, str]]) -> set[int]:
     letters = "".join(letter for _, letter in group)
-    if len(letters) < _MIN_GROUP or not (letters.isascii() and letters.isalpha()):
+    if not (letters.isascii() and letters.isalpha()):
         return set()
     words = _english().split(letters)
     if (
-        len(words) < 2
+        "".join(words) != letters  # the breaks below index letters by the words' lengths
+        or len(words) < 2
         or len(letters) / len(words) < _MIN_MEAN_WORD
         or any(len(w) == 1 and w.lower() not in ("a", "i") for w in words)
     ):
