@@ -92,7 +92,7 @@ _CODE = (
 
 
 def hard_negatives(rng: random.Random, per_template: int = 12) -> list[Example]:
-    rows = {(fill(t, _SLOTS, rng)) for t in _HARD_NEGATIVES for _ in range(per_template)}
+    rows = {fill(t, _SLOTS, rng) for t in _HARD_NEGATIVES for _ in range(per_template)}
     return [Example(text, 0, "benign", "synthetic:hard_negative", "request") for text in sorted(rows)]
 
 

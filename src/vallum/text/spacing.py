@@ -18,6 +18,7 @@ _SEP = r"(?:[ \t]{1,3}|[ \t]?[.\-_*/|~+·•][ \t]?)"
 _SPACED_RUN = re.compile(rf"(?<![^\W\d_])[^\W\d_](?:{_SEP}[^\W\d_](?![^\W\d_])){{3,}}")
 _SPACED_PIECE = re.compile(rf"({_SEP})([^\W\d_])")
 _WS_TO_SPACE = bytes.maketrans(b"\t\n\r\x0b\x0c", b"     ")
+_SPACES = re.compile(b" +")
 # A joined group is split into English words only when they look like words: long on average and no stray
 # single letters ("z e i g m i r" must not become "ze ig mir"); otherwise it stays joined.
 _MIN_GROUP = 6
@@ -26,7 +27,6 @@ _MIN_MEAN_WORD = 4.0
 # gets this many letters split in all, so a megabyte of spaced-out letters costs what a short attack does.
 _MAX_GROUP = 256
 _SPLIT_BUDGET = 2048
-_SPACES = re.compile(b" +")
 
 
 def may_have_spaced_letters(letter_classes: bytes, projection: bytes) -> bool:
